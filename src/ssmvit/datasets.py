@@ -1,0 +1,277 @@
+"""MedMNIST files: find or download, verify, preprocess, load, raster-scan.
+
+File names, URLs and md5 sums come from ``medmnist.INFO`` (the medmnist
+package's own table). medmnist's ``download()`` goes through torchvision,
+which cannot be imported beside the CPU torch build used here, so the HTTP
+transfer is done in ``download_file`` with the same URLs and md5 check, plus
+what long runs on clusters need: a timeout, bounded retries with backoff, and
+a file that appears under its final name only once its md5 is right.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from . import paths
+from .config import KNOWN_DATASETS, KNOWN_RESOLUTIONS, check_choice
+from .errors import UserError
+from .fileio import atomic_path, load_npz, md5sum, write_json, write_npz
+
+SPLITS = ("train", "val", "test")
+
+
+def medmnist_info(dataset: str) -> dict:
+    check_choice("dataset", dataset, KNOWN_DATASETS)
+    from medmnist.info import INFO  # no torchvision involved
+
+    return INFO[dataset]
+
+
+def describe(dataset: str) -> dict:
+    """Shapes and names that models and profiling need (no images)."""
+    info = medmnist_info(dataset)
+    labels = info["label"]
+    return {
+        "dataset": dataset,
+        "n_channels": int(info["n_channels"]),
+        "n_classes": len(labels),
+        "class_names": [labels[str(i)] for i in range(len(labels))],
+        "task": info["task"],
+        "n_samples": dict(info["n_samples"]),
+    }
+
+
+def official_url_md5(dataset: str, size: int) -> tuple[str, str]:
+    check_choice("source size", int(size), KNOWN_RESOLUTIONS)
+    info = medmnist_info(dataset)
+    suffix = "" if int(size) == 28 else f"_{int(size)}"
+    return info[f"url{suffix}"], info[f"MD5{suffix}"]
+
+
+def expected_md5(cfg: dict, dataset: str, size: int) -> tuple[str, bool]:
+    """(md5 to verify against, whether it is medmnist's official one)."""
+    _, official = official_url_md5(dataset, size)
+    override = (cfg["data"].get("checksums") or {}).get(paths.official_name(dataset, size))
+    if override and override != official:
+        return override, False
+    return official, True
+
+
+def source_url(cfg: dict, dataset: str, size: int) -> str:
+    url, _ = official_url_md5(dataset, size)
+    mirror = cfg["data"].get("mirror_url")
+    if mirror:
+        return mirror.rstrip("/") + "/" + paths.official_name(dataset, size)
+    return url
+
+
+def local_root(cfg: dict) -> Path | None:
+    """$MEDMNIST_ROOT overrides ``data.local_root``."""
+    root = os.environ.get("MEDMNIST_ROOT") or cfg["data"].get("local_root")
+    return Path(root).expanduser() if root else None
+
+
+def download_file(url: str, dest: Path, md5: str, timeout: float = 60.0, retries: int = 3,
+                  backoff_s: float = 1.0) -> None:
+    """Fetch ``url`` to ``dest``; the file appears under ``dest`` only with the right md5.
+
+    Each attempt has ``timeout`` seconds of socket inactivity; failed attempts
+    are retried ``retries`` times in all, waiting backoff_s, 2*backoff_s, ...
+    """
+    last = "no attempt made"
+    for attempt in range(1, retries + 1):
+        try:
+            with atomic_path(dest) as tmp:
+                with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
+                    expected_len = resp.headers.get("Content-Length")
+                    shutil.copyfileobj(resp, out, 1 << 20)
+                if expected_len is not None and tmp.stat().st_size != int(expected_len):
+                    raise OSError(f"connection dropped after {tmp.stat().st_size} of {expected_len} bytes")
+                found = md5sum(tmp)
+                if found != md5:
+                    raise _BadChecksum(f"md5 {found} instead of {md5}")
+            return
+        except _BadChecksum as exc:
+            last = str(exc)
+        except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
+            last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+        if attempt < retries:
+            time.sleep(backoff_s * 2 ** (attempt - 1))
+    raise UserError(
+        f"download of {dest.name} from {url} failed after {retries} attempts ({last}); expected md5 {md5}. "
+        f"Check the network or data.mirror_url, or put the official file in the local root ($MEDMNIST_ROOT)"
+    )
+
+
+class _BadChecksum(Exception):
+    pass
+
+
+def fetch_raw(cfg: dict, dataset: str, size: int, dest: str | Path | None = None) -> dict:
+    """Put the official ``dataset`` file of ``size`` at ``dest`` (default data/raw/...).
+
+    A file in the local root is used without network if its md5 is right,
+    and refused (not replaced by a download) if it is wrong.
+    """
+    dest = Path(dest) if dest else paths.raw(dataset, size)
+    md5, official = expected_md5(cfg, dataset, size)
+    name = paths.official_name(dataset, size)
+    root = local_root(cfg)
+    local = root / name if root else None
+    if local is not None and local.exists():
+        found = md5sum(local)
+        if found != md5:
+            raise UserError(
+                f"{local} has md5 {found}, expected {md5} (truncated or not the official file); "
+                f"delete it or replace it with the official {name}"
+            )
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(local, tmp)
+        origin = str(local)
+    else:
+        url = source_url(cfg, dataset, size)
+        download_file(url, dest, md5, timeout=float(cfg["data"]["download_timeout_s"]),
+                      retries=int(cfg["data"]["download_retries"]))
+        origin = url
+    return {"dataset": dataset, "size": int(size), "path": str(dest), "md5": md5,
+            "official_md5": official, "origin": origin}
+
+
+def source_size_for(cfg: dict, res: int) -> int:
+    """Official size a resolution is made from: itself, unless data.upsample_from says otherwise."""
+    check_choice("resolution", int(res), KNOWN_RESOLUTIONS)
+    mapping = {int(k): int(v) for k, v in (cfg["data"].get("upsample_from") or {}).items()}
+    return mapping.get(int(res), int(res))
+
+
+def validate_raw(arrays: dict, dataset: str, size: int, where: str) -> None:
+    """Check keys, shapes, dtypes and label range of an official-layout npz."""
+    desc = describe(dataset)
+    needed = [f"{s}_{k}" for s in SPLITS for k in ("images", "labels")]
+    missing = [k for k in needed if k not in arrays]
+    if missing:
+        raise UserError(f"{where} lacks key(s) {', '.join(missing)}; an official MedMNIST file has {', '.join(needed)}")
+    c = desc["n_channels"]
+    want = (size, size) if c == 1 else (size, size, 3)
+    for split in SPLITS:
+        img, lab = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if img.ndim != 1 + len(want) or tuple(img.shape[1:]) != want:
+            raise UserError(f"{where}: {split}_images has shape {img.shape}, expected (N, {', '.join(map(str, want))}) for {dataset} at {size}x{size}")
+        if img.dtype != np.uint8:
+            raise UserError(f"{where}: {split}_images has dtype {img.dtype}, expected uint8")
+        if lab.shape not in ((img.shape[0], 1), (img.shape[0],)):
+            raise UserError(f"{where}: {split}_labels has shape {lab.shape}, expected ({img.shape[0]}, 1)")
+        if not np.issubdtype(lab.dtype, np.integer):
+            raise UserError(f"{where}: {split}_labels has dtype {lab.dtype}, expected integers")
+        if img.shape[0] == 0:
+            raise UserError(f"{where}: the {split} split is empty")
+        if lab.min() < 0 or lab.max() >= desc["n_classes"]:
+            raise UserError(f"{where}: {split}_labels range {int(lab.min())}..{int(lab.max())} is outside 0..{desc['n_classes'] - 1} for {dataset}")
+
+
+def to_nchw(images: np.ndarray) -> np.ndarray:
+    """(N,H,W) or (N,H,W,C) uint8 -> (N,C,H,W) uint8, contiguous."""
+    if images.ndim == 3:
+        images = images[:, None]
+    else:
+        images = images.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(images)
+
+
+def resize_uint8(images: np.ndarray, res: int, chunk: int = 4096) -> np.ndarray:
+    """Bilinear, antialiased resize of (N,C,H,W) uint8 to (N,C,res,res), in chunks."""
+    import torch
+    import torch.nn.functional as F
+
+    n, c = images.shape[:2]
+    out = np.empty((n, c, res, res), dtype=np.uint8)
+    for i in range(0, n, chunk):
+        x = torch.from_numpy(images[i:i + chunk]).float()
+        y = F.interpolate(x, size=(res, res), mode="bilinear", antialias=True, align_corners=False)
+        out[i:i + chunk] = y.round_().clamp_(0, 255).to(torch.uint8).numpy()
+    return out
+
+
+def preprocess(cfg: dict, dataset: str, res: int, raw_path: str | Path, out_npz=None, out_meta=None,
+               raw_md5: str | None = None) -> dict:
+    """Official-layout npz -> uint8 NCHW splits at ``res`` and a metadata JSON."""
+    res = int(res)
+    check_choice("dataset", dataset, KNOWN_DATASETS)
+    src_size = source_size_for(cfg, res)
+    raw_path = Path(raw_path)
+    md5, official = expected_md5(cfg, dataset, src_size)
+    found = raw_md5 or md5sum(raw_path) if raw_path.exists() else None
+    if found is None:
+        raise UserError(f"data file {raw_path} does not exist; run the download stage first")
+    if found != md5:
+        raise UserError(f"{raw_path} has md5 {found}, expected {md5}; delete it and run the download stage again")
+    arrays = load_npz(raw_path)
+    validate_raw(arrays, dataset, src_size, str(raw_path))
+    desc = describe(dataset)
+    out = {}
+    for split in SPLITS:
+        img = to_nchw(arrays[f"{split}_images"])
+        if src_size != res:
+            img = resize_uint8(img, res)
+        out[f"{split}_images"] = img
+        out[f"{split}_labels"] = arrays[f"{split}_labels"].reshape(-1).astype(np.int64)
+    train = out["train_images"].astype(np.float64) / 255.0
+    mean = train.mean(axis=(0, 2, 3))
+    std = train.std(axis=(0, 2, 3))
+    del train
+    meta = {
+        **desc,
+        "resolution": res,
+        "source_size": src_size,
+        "upsampled": src_size < res,
+        "resized": src_size != res,
+        "resize_method": "bilinear, antialiased (torch.nn.functional.interpolate)" if src_size != res else None,
+        "source_file": paths.official_name(dataset, src_size),
+        "source_md5": found,
+        "official_md5": official,
+        "split_sizes": {s: int(out[f"{s}_labels"].shape[0]) for s in SPLITS},
+        "mean": [float(m) for m in mean],
+        "std": [float(s) for s in std],
+        "layout": "uint8 NCHW",
+    }
+    write_npz(out_npz or paths.processed(dataset, res), **out)
+    write_json(out_meta or paths.processed_meta(dataset, res), meta)
+    return meta
+
+
+def load_processed(npz_path, meta_path=None) -> tuple[dict, dict]:
+    """(arrays, metadata) of a preprocessed dataset; arrays stay numpy uint8/int64."""
+    import json
+
+    npz_path = Path(npz_path)
+    meta_path = Path(meta_path) if meta_path else npz_path.with_suffix(".json")
+    arrays = load_npz(npz_path)
+    try:
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"metadata {meta_path} does not exist; run the preprocess stage again")
+    for split in SPLITS:
+        if f"{split}_images" not in arrays or f"{split}_labels" not in arrays:
+            raise UserError(f"{npz_path} lacks the {split} split; run the preprocess stage again")
+    return arrays, meta
+
+
+def subset_indices(n: int, limit: int | None) -> np.ndarray:
+    """A fixed subset (independent of the training seed, so every model sees the same images)."""
+    if limit is None or limit >= n:
+        return np.arange(n)
+    rng = np.random.default_rng(12345)
+    return np.sort(rng.permutation(n)[:limit])
+
+
+def raster_scan(x):
+    """(B, C, H, W) -> (B, H*W, C): pixels in row-major order, row by row, left to right."""
+    b, c, h, w = x.shape
+    return x.reshape(b, c, h * w).transpose(1, 2)

@@ -1,0 +1,55 @@
+"""Evaluate a trained run on the test split with its best-on-validation checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import paths
+from .datasets import load_processed, subset_indices
+from .errors import UserError
+from .fileio import load_torch, write_csv, write_json, write_npz
+from .metrics import classification_metrics
+from .models import INPUT_LAYOUT, build_model
+from .training import DeviceData, predict, resolve_device
+
+
+def evaluate_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
+                 processed_npz=None, processed_meta=None, checkpoint=None, out_dir=None) -> dict:
+    processed_npz = processed_npz or paths.processed(dataset, res)
+    processed_meta = processed_meta or paths.processed_meta(dataset, res)
+    out_dir = Path(out_dir or paths.run_dir(dataset, res, model_name, seed))
+    checkpoint = checkpoint or out_dir / "best.pt"
+    device = resolve_device(cfg["train"]["device"])
+    ckpt = load_torch(checkpoint)
+    for key in ("model", "model_name", "settings", "n_channels", "n_classes", "image_size"):
+        if key not in ckpt:
+            raise UserError(f"checkpoint {checkpoint} lacks '{key}'; it was not written by this pipeline's training stage")
+    if ckpt["model_name"] != model_name or int(ckpt["image_size"]) != int(res):
+        raise UserError(f"checkpoint {checkpoint} is a {ckpt['model_name']} at {ckpt['image_size']}, not {model_name} at {res}")
+    arrays, meta = load_processed(processed_npz, processed_meta)
+    if int(ckpt["n_classes"]) != int(meta["n_classes"]) or int(ckpt["n_channels"]) != int(meta["n_channels"]):
+        raise UserError(f"checkpoint {checkpoint} does not match {processed_npz} (classes/channels differ); retrain")
+    idx = subset_indices(len(arrays["test_labels"]), cfg["train"]["max_eval_samples"])
+    test = DeviceData(arrays["test_images"][idx], arrays["test_labels"][idx], meta["mean"], meta["std"],
+                      INPUT_LAYOUT[model_name], device)
+    model = build_model(model_name, ckpt["n_channels"], ckpt["n_classes"], int(res), **ckpt["settings"]).to(device)
+    model.load_state_dict(ckpt["model"])
+    logits, test_loss = predict(model, test, int(cfg["train"]["eval_batch_size"]))
+    labels = test.labels.cpu().numpy()
+    m = classification_metrics(labels, logits, int(meta["n_classes"]), meta.get("task", "multi-class"))
+    result = {"dataset": dataset, "resolution": int(res), "model": model_name, "seed": int(seed),
+              "test_loss": test_loss, "checkpoint_epoch": int(ckpt.get("epoch", 0)),
+              "upsampled": bool(meta.get("upsampled")), "source_size": meta.get("source_size"),
+              "official_data": bool(meta.get("official_md5", True)), "class_names": meta["class_names"],
+              "device": str(device), **m}
+    cm = pd.DataFrame(m["confusion_matrix"], columns=meta["class_names"])
+    cm.insert(0, "true", meta["class_names"])
+    write_npz(out_dir / "test_logits.npz", logits=logits.astype(np.float32), labels=labels.astype(np.int64),
+              indices=idx.astype(np.int64))
+    write_csv(out_dir / "confusion_matrix.csv", cm)
+    write_json(out_dir / "metrics.json", result)
+    return result

@@ -1,0 +1,42 @@
+import math
+
+import numpy as np
+import pytest
+
+from ssmvit.metrics import classification_metrics, softmax
+
+
+def test_metrics_against_hand_computed_values():
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    # predictions: 0, 1, 1, 1, 2, 0  -> 4 of 6 right
+    logits = np.log(np.array([
+        [0.8, 0.1, 0.1],
+        [0.3, 0.6, 0.1],
+        [0.1, 0.8, 0.1],
+        [0.2, 0.7, 0.1],
+        [0.1, 0.1, 0.8],
+        [0.5, 0.2, 0.3],
+    ]))
+    m = classification_metrics(labels, logits, 3)
+    assert m["acc"] == pytest.approx(4 / 6)
+    assert m["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    assert m["per_class_acc"] == pytest.approx([0.5, 1.0, 0.5])
+    # F1 per class: c0 p=1/2 r=1/2 -> 1/2; c1 p=2/3 r=1 -> 4/5; c2 p=1 r=1/2 -> 2/3
+    assert m["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    # One-vs-rest AUC per class, averaged (medmnist's getAUC):
+    # c0 scores pos {.8,.3} neg {.1,.2,.1,.5}: pairs won 4 + 3 = 7 of 8 -> .875
+    # c1 pos {.7,.8} neg {.1,.6,.1,.2}: 8 of 8 -> 1
+    # c2 pos {.8,.3} neg {.1,.1,.1,.1}: 8 of 8 -> 1
+    assert m["auc"] == pytest.approx((0.875 + 1 + 1) / 3)
+    assert m["n_test"] == 6
+
+
+def test_auc_is_missing_not_zero_when_a_class_is_absent():
+    labels = np.array([0, 0, 1])
+    m = classification_metrics(labels, np.zeros((3, 3)), 3)
+    assert math.isnan(m["auc"]) and "2 of 3 classes" in m["auc_note"]
+
+
+def test_softmax_is_stable():
+    p = softmax(np.array([[1000.0, 0.0], [0.0, 0.0]]))
+    assert np.allclose(p, [[1, 0], [0.5, 0.5]])

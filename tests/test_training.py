@@ -1,0 +1,139 @@
+import copy
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import REAL_ORGANAMNIST, needs_real_organamnist
+from ssmvit import paths
+from ssmvit.datasets import fetch_raw, preprocess
+from ssmvit.errors import UserError
+from ssmvit.evaluate import evaluate_run
+from ssmvit.fileio import load_torch
+from ssmvit.training import NonFiniteLoss, train_one_run
+
+
+@pytest.fixture
+def prepared(tiny_cfg, in_tmp):
+    fetch_raw(tiny_cfg, "organamnist", 28)
+    preprocess(tiny_cfg, "organamnist", 28, paths.raw("organamnist", 28))
+    return tiny_cfg
+
+
+@pytest.mark.parametrize("model", ["s4d", "vit"])
+def test_short_training_lowers_loss_and_writes_outputs(prepared, model):
+    cfg = copy.deepcopy(prepared)
+    cfg["train"]["epochs"] = 4
+    s = train_one_run(cfg, "organamnist", 28, model, 0, progress=False)
+    run = paths.run_dir("organamnist", 28, model, 0)
+    hist = pd.read_csv(run / "history.csv")
+    assert list(hist.columns) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+    assert len(hist) == 4 and hist["epoch"].tolist() == [1, 2, 3, 4]
+    assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
+    assert hist["lr"].iloc[-1] < hist["lr"].iloc[0]  # cosine schedule decays
+    for name in ("best.pt", "last.pt", "train_summary.json"):
+        assert (run / name).exists()
+    best = load_torch(run / "best.pt")
+    assert best["val_acc"] == hist["val_acc"].max() and best["epoch"] == s["best_epoch"]
+    assert s["finished"] and s["params"] > 0
+
+
+def test_training_is_deterministic_given_seed(prepared, tmp_path):
+    a = train_one_run(prepared, "organamnist", 28, "s4d", 3, out_dir=tmp_path / "a", progress=False)
+    b = train_one_run(prepared, "organamnist", 28, "s4d", 3, out_dir=tmp_path / "b", progress=False)
+    wa, wb = load_torch(tmp_path / "a" / "last.pt")["model"], load_torch(tmp_path / "b" / "last.pt")["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    ha, hb = pd.read_csv(tmp_path / "a" / "history.csv"), pd.read_csv(tmp_path / "b" / "history.csv")
+    assert np.array_equal(ha["val_loss"], hb["val_loss"])
+    c = train_one_run(prepared, "organamnist", 28, "s4d", 4, out_dir=tmp_path / "c", progress=False)
+    wc = load_torch(tmp_path / "c" / "last.pt")["model"]
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
+@pytest.mark.parametrize("model", ["s4d", "vit"])
+def test_interrupted_training_resumes_to_the_same_result(prepared, tmp_path, model):
+    cfg = copy.deepcopy(prepared)
+    cfg["train"]["epochs"] = 3
+    train_one_run(cfg, "organamnist", 28, model, 1, out_dir=tmp_path / "full", progress=False)
+    part = train_one_run(cfg, "organamnist", 28, model, 1, out_dir=tmp_path / "cut", stop_after_epochs=1, progress=False)
+    assert part["epochs_done"] == 1 and not part["finished"]
+    assert not (tmp_path / "cut" / "train_summary.json").exists()  # an unfinished run has no summary
+    train_one_run(cfg, "organamnist", 28, model, 1, out_dir=tmp_path / "cut", progress=False)
+    full, cut = load_torch(tmp_path / "full" / "last.pt"), load_torch(tmp_path / "cut" / "last.pt")
+    assert all(torch.equal(full["model"][k], cut["model"][k]) for k in full["model"])
+    hf = pd.read_csv(tmp_path / "full" / "history.csv").drop(columns="seconds")
+    hc = pd.read_csv(tmp_path / "cut" / "history.csv").drop(columns="seconds")
+    pd.testing.assert_frame_equal(hf, hc)
+
+
+def test_nonfinite_loss_names_epoch_and_step(prepared):
+    _poison_training_data()
+    with pytest.raises(NonFiniteLoss) as exc:
+        train_one_run(prepared, "organamnist", 28, "s4d", 0, progress=False)
+    msg = str(exc.value)
+    assert "at epoch 1, step 1;" in msg and "lower the learning rate" in msg
+    assert not (paths.run_dir("organamnist", 28, "s4d", 0) / "last.pt").exists()
+
+
+def _poison_training_data():
+    """A std of 0 in the metadata makes every normalised input infinite."""
+    meta_path = paths.processed_meta("organamnist", 28)
+    meta = json.loads(meta_path.read_text())
+    meta["std"] = [0.0]
+    meta_path.write_text(json.dumps(meta))
+
+
+def test_evaluate_writes_metrics_logits_and_confusion(prepared):
+    train_one_run(prepared, "organamnist", 28, "s4d", 0, progress=False)
+    m = evaluate_run(prepared, "organamnist", 28, "s4d", 0)
+    run = paths.run_dir("organamnist", 28, "s4d", 0)
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["acc"] == m["acc"] and 0 <= m["acc"] <= 1 and 0 <= m["auc"] <= 1
+    logits = np.load(run / "test_logits.npz")
+    assert logits["logits"].shape == (128, 11) and logits["labels"].shape == (128,)
+    cm = pd.read_csv(run / "confusion_matrix.csv")
+    assert cm.shape == (11, 12) and cm.drop(columns="true").to_numpy().sum() == 128
+    assert np.isclose(m["acc"], (logits["logits"].argmax(1) == logits["labels"]).mean())
+    assert m["official_data"] is False
+
+
+def test_evaluate_refuses_checkpoint_of_another_model(prepared):
+    train_one_run(prepared, "organamnist", 28, "s4d", 0, progress=False)
+    with pytest.raises(UserError, match="is a s4d at 28, not vit at 28"):
+        evaluate_run(prepared, "organamnist", 28, "vit", 0,
+                     checkpoint=paths.run_dir("organamnist", 28, "s4d", 0) / "best.pt")
+
+
+def test_malicious_checkpoint_is_refused_without_running(prepared, tmp_path):
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    bad = tmp_path / "best.pt"
+    bad.write_bytes(pickle.dumps({"model": Evil()}))
+    with pytest.raises(UserError, match="refusing checkpoint"):
+        evaluate_run(prepared, "organamnist", 28, "s4d", 0, checkpoint=bad)
+    assert not marker.exists()
+
+
+@needs_real_organamnist
+def test_real_organamnist_short_run_learns(in_tmp, monkeypatch):
+    from conftest import SHARED_MEDMNIST, TINY_MODELS
+    from ssmvit.config import DEFAULTS, validate
+
+    monkeypatch.setenv("MEDMNIST_ROOT", str(SHARED_MEDMNIST))
+    cfg = copy.deepcopy(DEFAULTS)
+    cfg["models"] = copy.deepcopy(TINY_MODELS)
+    cfg["train"].update(epochs=1, max_train_samples=1024, max_eval_samples=512, device="cpu")
+    cfg = validate(cfg)
+    fetch_raw(cfg, "organamnist", 28)
+    preprocess(cfg, "organamnist", 28, paths.raw("organamnist", 28))
+    train_one_run(cfg, "organamnist", 28, "vit", 0, progress=False)
+    m = evaluate_run(cfg, "organamnist", 28, "vit", 0)
+    assert m["n_test"] == 512 and m["acc"] > 1 / 11 + 0.05  # better than chance after one short epoch
