@@ -64,3 +64,13 @@ def run_script(name: str, *args, cwd=None, env=None):
     e.update(env or {})
     return subprocess.run([sys.executable, str(REPO / "workflow" / "scripts" / name), *map(str, args)],
                           cwd=cwd, env=e, capture_output=True, text=True, timeout=600)
+
+
+# Fault-injection report (tests/fault_report.py): the `fault` fixture, its outcome hook, and the summary line.
+from fault_report import fault, pytest_runtest_makereport  # noqa: E402,F401
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    import fault_report
+
+    fault_report.terminal_summary(terminalreporter, config)

@@ -23,19 +23,23 @@ KNOWN_MODELS = ("vit", "s4d")
 KNOWN_RESOLUTIONS = (28, 64, 128, 224)  # the official MedMNIST+ sizes
 
 DEFAULTS: dict[str, Any] = {
+    "outdir": ".",
     "data": {
         "local_root": None,
         "mirror_url": None,
         "download_timeout_s": 60.0,
         "download_retries": 3,
+        "download_backoff_s": 1.0,  # wait before retry k: backoff * 2**(k-1) seconds, at most 60
         "upsample_from": {},
         "checksums": {},
+        "synthetic": False,
     },
     "study": {
         "datasets": list(STUDY_DATASETS),
         "resolutions": [28, 64],
         "models": list(KNOWN_MODELS),
         "seeds": [0],
+        "profile_only": [],
     },
     "train": {
         "epochs": 5,
@@ -47,6 +51,14 @@ DEFAULTS: dict[str, Any] = {
         "max_eval_samples": None,
         "device": "auto",
         "threads": None,
+        # GPU fast path (ssmvit.fastpath); every part applies on CUDA only, a CPU run is plain fp32 eager.
+        "fast_path": {"bf16_autocast": True, "fused_optimizer": True, "compile": False, "cuda_graphs": False},
+    },
+    "profile": {
+        "batch_sizes": [1, 64, 256, 1024],
+        "repeats": 10,
+        "warmup": 3,
+        "device": "auto",
     },
     "models": {
         # The seed study's ViT: patch 4, embed 768, 8 heads, 8 layers, MLP 256.
@@ -107,7 +119,7 @@ def validate(cfg: dict) -> dict:
 
     # YAML gives int keys for upsample_from; the schema speaks JSON (string keys).
     as_json = json.loads(json.dumps(cfg))
-    validator = jsonschema.Draft7Validator(schema())
+    validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(as_json), key=lambda e: list(e.absolute_path))
     if errors:
         raise UserError(format_schema_error(errors[0]))

@@ -10,6 +10,7 @@ a file that appears under its final name only once its md5 is right.
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import time
@@ -78,36 +79,80 @@ def local_root(cfg: dict) -> Path | None:
     return Path(root).expanduser() if root else None
 
 
+# A transfer slower than this for a whole timeout window counts as stalled
+# (a server trickling bytes would otherwise never hit the socket timeout).
+MIN_DOWNLOAD_RATE_B_S = 1024
+MAX_BACKOFF_S = 60.0
+_RETRY_HTTP = {408, 425, 429}  # plus every 5xx; other 4xx are final (wrong URL, no access)
+
+
 def download_file(url: str, dest: Path, md5: str, timeout: float = 60.0, retries: int = 3,
                   backoff_s: float = 1.0) -> None:
     """Fetch ``url`` to ``dest``; the file appears under ``dest`` only with the right md5.
 
-    Each attempt has ``timeout`` seconds of socket inactivity; failed attempts
-    are retried ``retries`` times in all, waiting backoff_s, 2*backoff_s, ...
+    At most ``retries`` attempts (requests) in all, waiting backoff_s,
+    2*backoff_s, ... (each wait at most MAX_BACKOFF_S) between them. An attempt
+    fails on an HTTP error, on ``timeout`` seconds without a byte (connect or
+    read), on less than MIN_DOWNLOAD_RATE_B_S over a ``timeout`` window, on a
+    connection closed before Content-Length bytes, and on a wrong md5. A
+    4xx answer other than 408/425/429 is not retried. A failed attempt leaves
+    nothing under ``dest`` and no temporary file; so does the final error, a
+    one-line UserError naming the file, the URL and the expected md5.
     """
-    last = "no attempt made"
+    dest = Path(dest)
+    retries = max(1, int(retries))
+    last, attempts = "no attempt made", 0
     for attempt in range(1, retries + 1):
+        attempts = attempt
         try:
             with atomic_path(dest) as tmp:
-                with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
-                    expected_len = resp.headers.get("Content-Length")
-                    shutil.copyfileobj(resp, out, 1 << 20)
-                if expected_len is not None and tmp.stat().st_size != int(expected_len):
-                    raise OSError(f"connection dropped after {tmp.stat().st_size} of {expected_len} bytes")
+                _transfer(url, tmp, float(timeout))
                 found = md5sum(tmp)
                 if found != md5:
-                    raise _BadChecksum(f"md5 {found} instead of {md5}")
+                    raise _BadChecksum(f"received a file with md5 {found}")
             return
+        except UserError:  # disk full: retrying cannot help
+            raise
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            last = f"HTTP {exc.code} {exc.reason}"
+            if not (exc.code >= 500 or exc.code in _RETRY_HTTP):
+                break
         except _BadChecksum as exc:
             last = str(exc)
-        except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
-            last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            last = f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__
         if attempt < retries:
-            time.sleep(backoff_s * 2 ** (attempt - 1))
+            time.sleep(min(MAX_BACKOFF_S, float(backoff_s) * 2 ** (attempt - 1)))
     raise UserError(
-        f"download of {dest.name} from {url} failed after {retries} attempts ({last}); expected md5 {md5}. "
-        f"Check the network or data.mirror_url, or put the official file in the local root ($MEDMNIST_ROOT)"
+        f"download of {dest} from {url} failed after {attempts} attempt{'s' if attempts > 1 else ''} ({last}); "
+        f"expected md5 {md5}. Check the network or data.mirror_url, or put the official file in the local root "
+        f"($MEDMNIST_ROOT)"
     )
+
+
+def _transfer(url: str, tmp: Path, timeout: float) -> None:
+    """One request of ``url`` into ``tmp``; raises on a stall, a slow trickle or a short body."""
+    with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
+        length = (resp.headers.get("Content-Length") or "").strip()
+        expected = int(length) if length.isdigit() else None
+        read = getattr(resp, "read1", resp.read)
+        got, window_start, window_bytes = 0, time.monotonic(), 0
+        while True:
+            block = read(1 << 20)  # each socket read waits at most `timeout`
+            if not block:
+                break
+            out.write(block)
+            got += len(block)
+            window_bytes += len(block)
+            now = time.monotonic()
+            if now - window_start >= timeout:
+                if window_bytes < MIN_DOWNLOAD_RATE_B_S * (now - window_start):
+                    raise TimeoutError(f"transfer stalled below {MIN_DOWNLOAD_RATE_B_S} B/s after {got} bytes")
+                window_start, window_bytes = now, 0
+    if expected is not None and got != expected:
+        raise ConnectionError(f"connection dropped after {got} of {expected} bytes")
 
 
 class _BadChecksum(Exception):
@@ -120,7 +165,13 @@ def fetch_raw(cfg: dict, dataset: str, size: int, dest: str | Path | None = None
     A file in the local root is used without network if its md5 is right,
     and refused (not replaced by a download) if it is wrong.
     """
-    dest = Path(dest) if dest else paths.raw(dataset, size)
+    dest = Path(dest) if dest else paths.raw(dataset, size, cfg["outdir"])
+    if cfg["data"].get("synthetic"):
+        from .synthetic import make_synthetic_medmnist
+
+        _, md5 = make_synthetic_medmnist(None, dataset, size, dest=dest)
+        return {"dataset": dataset, "size": int(size), "path": str(dest), "md5": md5,
+                "official_md5": False, "origin": "synthetic (data.synthetic: true)"}
     md5, official = expected_md5(cfg, dataset, size)
     name = paths.official_name(dataset, size)
     root = local_root(cfg)
@@ -138,7 +189,8 @@ def fetch_raw(cfg: dict, dataset: str, size: int, dest: str | Path | None = None
     else:
         url = source_url(cfg, dataset, size)
         download_file(url, dest, md5, timeout=float(cfg["data"]["download_timeout_s"]),
-                      retries=int(cfg["data"]["download_retries"]))
+                      retries=int(cfg["data"]["download_retries"]),
+                      backoff_s=float(cfg["data"].get("download_backoff_s", 1.0)))
         origin = url
     return {"dataset": dataset, "size": int(size), "path": str(dest), "md5": md5,
             "official_md5": official, "origin": origin}
@@ -207,10 +259,13 @@ def preprocess(cfg: dict, dataset: str, res: int, raw_path: str | Path, out_npz=
     src_size = source_size_for(cfg, res)
     raw_path = Path(raw_path)
     md5, official = expected_md5(cfg, dataset, src_size)
+    synthetic = bool(cfg["data"].get("synthetic"))
+    if synthetic:  # generated by the download stage; there is no official md5 to compare with
+        official = False
     found = raw_md5 or md5sum(raw_path) if raw_path.exists() else None
     if found is None:
         raise UserError(f"data file {raw_path} does not exist; run the download stage first")
-    if found != md5:
+    if found != md5 and not synthetic:
         raise UserError(f"{raw_path} has md5 {found}, expected {md5}; delete it and run the download stage again")
     arrays = load_npz(raw_path)
     validate_raw(arrays, dataset, src_size, str(raw_path))
@@ -236,13 +291,14 @@ def preprocess(cfg: dict, dataset: str, res: int, raw_path: str | Path, out_npz=
         "source_file": paths.official_name(dataset, src_size),
         "source_md5": found,
         "official_md5": official,
+        "synthetic": synthetic,
         "split_sizes": {s: int(out[f"{s}_labels"].shape[0]) for s in SPLITS},
         "mean": [float(m) for m in mean],
         "std": [float(s) for s in std],
         "layout": "uint8 NCHW",
     }
-    write_npz(out_npz or paths.processed(dataset, res), **out)
-    write_json(out_meta or paths.processed_meta(dataset, res), meta)
+    write_npz(out_npz or paths.processed(dataset, res, cfg["outdir"]), **out)
+    write_json(out_meta or paths.processed_meta(dataset, res, cfg["outdir"]), meta)
     return meta
 
 

@@ -19,9 +19,9 @@ from .training import DeviceData, predict, resolve_device
 
 def evaluate_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
                  processed_npz=None, processed_meta=None, checkpoint=None, out_dir=None) -> dict:
-    processed_npz = processed_npz or paths.processed(dataset, res)
-    processed_meta = processed_meta or paths.processed_meta(dataset, res)
-    out_dir = Path(out_dir or paths.run_dir(dataset, res, model_name, seed))
+    processed_npz = processed_npz or paths.processed(dataset, res, cfg["outdir"])
+    processed_meta = processed_meta or paths.processed_meta(dataset, res, cfg["outdir"])
+    out_dir = Path(out_dir or paths.run_dir(dataset, res, model_name, seed, cfg["outdir"]))
     checkpoint = checkpoint or out_dir / "best.pt"
     device = resolve_device(cfg["train"]["device"])
     ckpt = load_torch(checkpoint)

@@ -4,10 +4,14 @@ files that may come from elsewhere (a DVC remote, a colleague) safely."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -15,29 +19,125 @@ import numpy as np
 
 from .errors import UserError
 
+# A temporary file of a writer that cannot be asked whether it is alive (legacy
+# name, or written from another host) is stale once untouched this long.
+STALE_TMP_AGE_S = 3600.0
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _host_tag() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:63] or "host"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def stale_temp_files(path: str | os.PathLike) -> list[Path]:
+    """Temporary files of earlier writes of ``path`` whose writer is gone.
+
+    Temporary names are ``.{name}.{host}.{pid}.{random}.tmp``: one of this
+    host whose process no longer exists is stale at once (a writer killed
+    between its first byte and its rename); others (other hosts, the older
+    ``.{name}.{random}.tmp`` names) once untouched for ``STALE_TMP_AGE_S``.
+    """
+    path = Path(path)
+    prefix, host = f".{path.name}.", _host_tag()
+    try:
+        entries = list(os.scandir(path.parent))
+    except FileNotFoundError:
+        return []
+    stale = []
+    for entry in entries:
+        if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
+            continue
+        parts = entry.name[len(prefix):-len(".tmp")].split(".")
+        if len(parts) == 3 and parts[1].isdigit():  # host.pid.random
+            if parts[0] == host:
+                if not _pid_alive(int(parts[1])):
+                    stale.append(Path(entry.path))
+                continue
+        elif not (len(parts) == 1 and re.fullmatch(r"[A-Za-z0-9_]{6,}", parts[0])):
+            continue  # another file's temporary (e.g. of "{name}.x"), not ours
+        with contextlib.suppress(OSError):
+            if time.time() - entry.stat(follow_symlinks=False).st_mtime > STALE_TMP_AGE_S:
+                stale.append(Path(entry.path))
+    return stale
+
+
+def remove_stale_temp_files(path: str | os.PathLike) -> int:
+    """Delete what ``stale_temp_files`` finds; return how many were removed."""
+    n = 0
+    for tmp in stale_temp_files(path):
+        with contextlib.suppress(OSError):  # best effort: gone already, or not ours to delete
+            tmp.unlink()
+            n += 1
+    return n
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or an exception it wraps) is ENOSPC/EDQUOT."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if
     the block finishes. On any exception the temporary file is removed and the
-    previous content of ``path`` (if any) is untouched."""
+    previous content of ``path`` (if any) is untouched. Temporary files that
+    earlier, killed writes of ``path`` left behind are removed first. A full
+    disk (ENOSPC, EDQUOT) becomes a one-line UserError naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_host_tag()}.{os.getpid()}.", suffix=".tmp",
+                                   dir=path.parent)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise UserError(f"disk full while writing {path}; free space and rerun") from None
+        raise
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; results are meant to be shared
     try:
+        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; results are meant to be shared
         yield tmp_path
         with open(tmp_path, "rb") as fh:  # flush to disk before the rename
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if is_disk_full(exc) and not isinstance(exc, UserError):
+            raise UserError(f"disk full while writing {path}; free space and rerun") from None
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (best effort: not every file system allows it)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def write_text(path, text: str) -> None:
@@ -76,7 +176,10 @@ def save_torch(path, obj) -> None:
     import torch
 
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        # Through a Python file, so that a full disk surfaces as OSError(ENOSPC),
+        # not as an opaque RuntimeError of torch's own writer.
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
 
 
 def load_torch(path, map_location="cpu"):
@@ -86,19 +189,39 @@ def load_torch(path, map_location="cpu"):
     pickle that would call anything else is refused before it runs.
     """
     import pickle
+    import warnings
 
     import torch
 
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols it did not write; the refusal below says what matters
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise UserError(f"checkpoint {path} does not exist; run the training stage first")
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except pickle.UnpicklingError as exc:
         raise UserError(
-            f"refusing checkpoint {path}: it is not a plain weights file ({first}); "
+            f"refusing checkpoint {path}: it is not a plain weights file ({_torch_reason(exc)}); "
             "only load checkpoints this pipeline wrote, or retrain"
         ) from None
+    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise UserError(
+            f"refusing checkpoint {path}: it is truncated or corrupt ({_torch_reason(exc)}); "
+            "delete it and run the training stage again"
+        ) from None
+
+
+def _torch_reason(exc: BaseException, limit: int = 160) -> str:
+    """The specific line of torch's multi-paragraph load error (not its advice to turn safety off)."""
+    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    specific = [ln for ln in lines if not ln.startswith(boilerplate)]
+    text = (specific or lines or [type(exc).__name__])[0]
+    text = text.replace("WeightsUnpickler error: ", "")
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0] + " ..."
+    return text or type(exc).__name__
 
 
 def load_npz(path) -> dict[str, np.ndarray]:

@@ -1,8 +1,11 @@
 """Every path the pipeline reads or writes, built in one place.
 
 The scripts, the Snakefile and dvc.yaml use these patterns, so a path is
-spelled once. All paths are relative to the project root (the working
-directory of every stage).
+spelled once. Patterns are relative to the study's output folder
+(config key ``outdir``: ``.`` for the reference study, e.g. ``build/smoke``
+for the smoke study, so a smoke run never overwrites the reference results),
+which is itself relative to the project root, the working directory of
+every stage.
 """
 
 from __future__ import annotations
@@ -22,6 +25,11 @@ TRAIN_SUMMARY = RUN_DIR + "/train_summary.json"
 METRICS = RUN_DIR + "/metrics.json"
 TEST_LOGITS = RUN_DIR + "/test_logits.npz"
 CONFUSION = RUN_DIR + "/confusion_matrix.csv"
+PROFILE = "results/profile/{dataset}_{res}_{model}.json"
+AGGREGATE_DIR = "results/aggregate"
+FIGURES_DIR = "results/figures"
+PAPER_DIR = "paper"
+LOGS_DIR = "logs"
 
 
 def _checked(dataset=None, res=None, model=None, seed=None, size=None) -> dict:
@@ -44,24 +52,28 @@ def _checked(dataset=None, res=None, model=None, seed=None, size=None) -> dict:
     return out
 
 
-def raw(dataset, size) -> Path:
-    return Path(RAW.format(**_checked(dataset=dataset, size=size)))
+def raw(dataset, size, outdir=".") -> Path:
+    return Path(outdir) / RAW.format(**_checked(dataset=dataset, size=size))
 
 
-def processed(dataset, res) -> Path:
-    return Path(PROCESSED.format(**_checked(dataset=dataset, res=res)))
+def processed(dataset, res, outdir=".") -> Path:
+    return Path(outdir) / PROCESSED.format(**_checked(dataset=dataset, res=res))
 
 
-def processed_meta(dataset, res) -> Path:
-    return Path(PROCESSED_META.format(**_checked(dataset=dataset, res=res)))
+def processed_meta(dataset, res, outdir=".") -> Path:
+    return Path(outdir) / PROCESSED_META.format(**_checked(dataset=dataset, res=res))
 
 
-def run_file(pattern: str, dataset, res, model, seed) -> Path:
-    return Path(pattern.format(**_checked(dataset=dataset, res=res, model=model, seed=seed)))
+def run_file(pattern: str, dataset, res, model, seed, outdir=".") -> Path:
+    return Path(outdir) / pattern.format(**_checked(dataset=dataset, res=res, model=model, seed=seed))
 
 
-def run_dir(dataset, res, model, seed) -> Path:
-    return run_file(RUN_DIR, dataset, res, model, seed)
+def run_dir(dataset, res, model, seed, outdir=".") -> Path:
+    return run_file(RUN_DIR, dataset, res, model, seed, outdir)
+
+
+def profile(dataset, res, model, outdir=".") -> Path:
+    return Path(outdir) / PROFILE.format(**_checked(dataset=dataset, res=res, model=model))
 
 
 def official_name(dataset: str, size: int) -> str:

@@ -15,14 +15,18 @@ import numpy as np
 
 from . import paths
 from .datasets import describe
-from .fileio import md5sum, write_npz
+from .fileio import atomic_path, md5sum
 
 DEFAULT_SPLITS = {"train": 256, "val": 64, "test": 128}
 
 
 def make_synthetic_medmnist(root, dataset: str, size: int = 28, splits: dict | None = None,
-                            seed: int = 0) -> tuple[Path, str]:
-    """Write ``root/<official name>`` and return (path, md5)."""
+                            seed: int = 0, dest=None) -> tuple[Path, str]:
+    """Write ``root/<official name>`` (or ``dest``) and return (path, md5).
+
+    The bytes depend only on the arguments (fixed zip timestamps), so the md5
+    is stable and DVC caches the file like any other.
+    """
     desc = describe(dataset)
     c, k = desc["n_channels"], desc["n_classes"]
     rng = np.random.default_rng(seed)
@@ -41,6 +45,21 @@ def make_synthetic_medmnist(root, dataset: str, size: int = 28, splits: dict | N
             img = np.stack([img, np.flip(img, axis=2), 255 - img], axis=-1)
         arrays[f"{split}_images"] = np.ascontiguousarray(img)
         arrays[f"{split}_labels"] = labels.reshape(-1, 1).astype(np.uint8)
-    path = Path(root) / paths.official_name(dataset, size)
-    write_npz(path, compress=True, **arrays)
+    path = Path(dest) if dest is not None else Path(root) / paths.official_name(dataset, size)
+    with atomic_path(path) as tmp:
+        _write_npz_reproducibly(tmp, arrays)
     return path, md5sum(path)
+
+
+def _write_npz_reproducibly(path: Path, arrays: dict) -> None:
+    """Like np.savez_compressed, with a fixed timestamp on every member."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, arr in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asanyarray(arr), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(2024, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, buf.getvalue())

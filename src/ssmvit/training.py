@@ -10,6 +10,7 @@ uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -27,7 +28,8 @@ from . import paths
 from .config import model_settings
 from .datasets import load_processed, raster_scan, subset_indices
 from .errors import UserError
-from .fileio import load_torch, save_torch, write_csv, write_json
+from .fastpath import FastPath, make_train_step, resolve_fast_path
+from .fileio import load_torch, md5sum, save_torch, write_csv, write_json
 from .models import INPUT_LAYOUT, build_model, count_params
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
@@ -70,13 +72,18 @@ class DeviceData:
         return x, self.labels[idx]
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float, ssm_lr: float | None):
-    """AdamW; parameters marked ``_ssm_param`` (S4D's step, A, C) get their own lr and no weight decay."""
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float, ssm_lr: float | None, fused: bool = False):
+    """AdamW; parameters marked ``_ssm_param`` (S4D's step, A, C) get their own lr and no weight decay.
+
+    ``fused=True`` (CUDA parameters only) runs the update as one fused kernel (``train.fast_path.fused_optimizer``).
+    """
     ssm = [p for p in model.parameters() if getattr(p, "_ssm_param", False)]
     rest = [p for p in model.parameters() if not getattr(p, "_ssm_param", False)]
     groups = [{"params": rest, "lr": lr, "weight_decay": weight_decay}]
     if ssm:
         groups.append({"params": ssm, "lr": min(lr, ssm_lr if ssm_lr is not None else lr), "weight_decay": 0.0})
+    if fused:
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, fused=True)
     return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
 
 
@@ -104,14 +111,21 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data: DeviceData, batch_size: int) -> tuple[np.ndarray, float]:
-    """(logits as float32 numpy, mean cross-entropy) over the whole split."""
+def predict(model: nn.Module, data: DeviceData, batch_size: int,
+            fast_path: FastPath | None = None) -> tuple[np.ndarray, float]:
+    """(logits as float32 numpy, mean cross-entropy) over the whole split.
+
+    ``fast_path``: the training run's active fast path; its bf16 autocast (if
+    active) applies to the forward pass. None: fp32, as ``evaluate`` uses it.
+    """
     model.eval()
     out, loss_sum = [], 0.0
     for start in range(0, len(data), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(data)), device=data.labels.device)
         x, y = data.batch(idx)
-        logits = model(x).float()
+        with fast_path.autocast() if fast_path is not None else contextlib.nullcontext():
+            logits = model(x)
+        logits = logits.float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         out.append(logits.cpu())
     return torch.cat(out).numpy(), loss_sum / max(1, len(data))
@@ -127,9 +141,9 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
     """
     from tqdm import tqdm
 
-    processed_npz = processed_npz or paths.processed(dataset, res)
-    processed_meta = processed_meta or paths.processed_meta(dataset, res)
-    out_dir = Path(out_dir or paths.run_dir(dataset, res, model_name, seed))
+    processed_npz = processed_npz or paths.processed(dataset, res, cfg["outdir"])
+    processed_meta = processed_meta or paths.processed_meta(dataset, res, cfg["outdir"])
+    out_dir = Path(out_dir or paths.run_dir(dataset, res, model_name, seed, cfg["outdir"]))
     tcfg = cfg["train"]
     if tcfg.get("threads"):
         torch.set_num_threads(int(tcfg["threads"]))
@@ -151,7 +165,14 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
     fingerprint_src = {"dataset": dataset, "res": int(res), "model": model_name, "seed": int(seed),
                        "settings": settings, "lr": lr, "ssm_lr": ssm_lr, "train": {k: tcfg[k] for k in (
                            "epochs", "batch_size", "weight_decay", "scheduler", "max_train_samples", "max_eval_samples")},
-                       "source_md5": meta["source_md5"]}
+                       "source_md5": meta["source_md5"],
+                       # the preprocessed file itself: a change of preprocessing must not resume old state
+                       "data_md5": md5sum(processed_npz)}
+    # The fast path changes the arithmetic (bf16, fused update): a run resumes only under the same
+    # active parts. Nothing is active on CPU, so CPU fingerprints are those of plain runs.
+    fast_path = resolve_fast_path(tcfg.get("fast_path"), device)
+    if fast_path.any:
+        fingerprint_src["fast_path"] = fast_path.as_dict()
     fingerprint = run_fingerprint(fingerprint_src)
 
     torch.manual_seed(seed)
@@ -159,7 +180,7 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
     batch_size = int(tcfg["batch_size"])
     epochs = int(tcfg["epochs"])
     steps_per_epoch = math.ceil(len(train) / batch_size)
-    optimizer = build_optimizer(model, lr, float(tcfg["weight_decay"]), ssm_lr)
+    optimizer = build_optimizer(model, lr, float(tcfg["weight_decay"]), ssm_lr, fused=fast_path.fused_optimizer)
     scheduler = build_scheduler(optimizer, steps_per_epoch * epochs, tcfg["scheduler"])
 
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
@@ -168,7 +189,11 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
     if last_path.exists():
         state = load_torch(last_path)
         if state.get("fingerprint") != fingerprint:
-            print(f"note: {last_path} was written with other settings; starting this run from scratch")
+            print(f"note: {last_path} was written with other settings or data; starting this run from scratch")
+        elif state["epoch"] >= epochs:
+            # A finished run is only asked for again when its inputs changed (Snakemake/DVC
+            # removed its outputs): retrain rather than hand back the old result.
+            print(f"note: {last_path} holds a finished run; training again from scratch")
         else:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -176,6 +201,8 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
             _set_rng_state(state["rng"], device)
             history, best_val, start_epoch = state["history"], state["best_val_acc"], state["epoch"]
             print(f"resuming {out_dir} after epoch {start_epoch}")
+    train_step = make_train_step(model, optimizer, fast_path, device)  # forward, loss, backward, update
+    fast_path = train_step.fast_path
 
     t_run = time.perf_counter()
     for epoch in range(start_epoch, epochs):
@@ -192,19 +219,15 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
         for step in bar:
             idx = perm[step * batch_size:(step + 1) * batch_size]
             x, y = train.batch(idx)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss, logits = train_step(x, y)
             scheduler.step()
-            losses[step] = loss.detach() * y.shape[0]
-            correct += (logits.detach().argmax(1) == y).sum()
+            losses[step] = loss * y.shape[0]
+            correct += (logits.argmax(1) == y).sum()
             if (step + 1) % FINITE_CHECK_EVERY == 0 or step + 1 == steps_per_epoch:
                 _check_finite(losses[: step + 1], epoch, out_dir)
         train_loss = float(losses.sum().item() / len(train))
         train_acc = float(correct.item() / len(train))
-        val_logits, val_loss = predict(model, val, int(tcfg["eval_batch_size"]))
+        val_logits, val_loss = predict(model, val, int(tcfg["eval_batch_size"]), fast_path)
         val_acc = float((val_logits.argmax(1) == val.labels.cpu().numpy()).mean())
         row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
                "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
@@ -233,6 +256,7 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
                "train_seconds_this_call": time.perf_counter() - t_run,
                "train_seconds_total": float(sum(r["seconds"] for r in history)),
                "device": str(device), "device_name": _device_name(device), "torch": torch.__version__,
+               "fast_path": fast_path.as_dict(), "fast_path_requested": tcfg.get("fast_path"),
                "python": platform.python_version(), "fingerprint": fingerprint,
                "upsampled": bool(meta.get("upsampled")), "source_size": meta.get("source_size"),
                "official_data": bool(meta.get("official_md5", True))}

@@ -1,0 +1,194 @@
+"""Aggregate per-run files into the CSVs that figures and the paper read.
+
+Every number the paper prints passes through these tables, and every row
+says where it came from (device, data provenance, status), so that a table
+can label upsampled, synthetic or missing data where it appears.
+
+  runs.csv        one row per (dataset, res, model, seed): test metrics and run facts
+  accuracy.csv    one row per (dataset, res, model): mean and std over seeds, or
+                  status 'needs download' for datasets only profiled
+  histories.csv   per-epoch training curves of every run, long format
+  efficiency.csv  one row per profiled configuration (profiling.profile_to_row)
+  paired.csv      ViT vs S4D on the same test images: McNemar's exact test and a
+                  paired bootstrap interval of the accuracy difference
+"""
+
+from __future__ import annotations
+
+import json
+from math import comb
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .fileio import load_npz
+
+# MedMNIST v2 (Yang et al., Scientific Data 2023), Table of 2D results, ResNet-18 (28):
+# test AUC and ACC. Printed beside our numbers for reference, never mixed with them.
+MEDMNIST_V2_RESNET18_28 = {
+    "pathmnist": {"auc": 0.983, "acc": 0.907},
+    "dermamnist": {"auc": 0.917, "acc": 0.735},
+    "bloodmnist": {"auc": 0.998, "acc": 0.958},
+    "organamnist": {"auc": 0.997, "acc": 0.935},
+}
+
+RUN_COLUMNS = ["dataset", "resolution", "model", "seed", "acc", "auc", "macro_f1", "test_loss", "n_test",
+               "params", "best_epoch", "epochs", "train_seconds", "train_samples", "device", "device_name",
+               "upsampled", "source_size", "official_data"]
+
+
+def _read_json(path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def collect_runs(metrics_files, summary_files) -> pd.DataFrame:
+    """Join each run's metrics.json with its train_summary.json (same run dir)."""
+    summaries = {Path(p).parent: _read_json(p) for p in summary_files}
+    rows = []
+    for mpath in metrics_files:
+        m = _read_json(mpath)
+        s = summaries.get(Path(mpath).parent, {})
+        rows.append({
+            "dataset": m["dataset"], "resolution": m["resolution"], "model": m["model"], "seed": m["seed"],
+            "acc": m["acc"], "auc": m["auc"], "macro_f1": m["macro_f1"], "test_loss": m["test_loss"],
+            "n_test": m["n_test"], "params": s.get("params"), "best_epoch": s.get("best_epoch"),
+            "epochs": s.get("epochs"), "train_seconds": s.get("train_seconds_total"),
+            "train_samples": s.get("train_samples"), "device": m.get("device"),
+            "device_name": s.get("device_name"), "upsampled": m["upsampled"],
+            "source_size": m["source_size"], "official_data": m["official_data"],
+        })
+    df = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    return df.sort_values(["dataset", "resolution", "model", "seed"]).reset_index(drop=True)
+
+
+def accuracy_table(runs: pd.DataFrame, profile_only=(), resolutions=(), models=()) -> pd.DataFrame:
+    """Mean and sample std over seeds; 'needs download' rows for profile-only datasets."""
+    rows = []
+    for (dataset, res, model), g in runs.groupby(["dataset", "resolution", "model"], sort=True):
+        ref = MEDMNIST_V2_RESNET18_28.get(dataset, {})
+        rows.append({
+            "dataset": dataset, "resolution": int(res), "model": model, "status": "ok", "n_seeds": len(g),
+            "acc_mean": g["acc"].mean(), "acc_std": g["acc"].std(ddof=1) if len(g) > 1 else np.nan,
+            "auc_mean": g["auc"].mean(), "auc_std": g["auc"].std(ddof=1) if len(g) > 1 else np.nan,
+            "f1_mean": g["macro_f1"].mean(), "f1_std": g["macro_f1"].std(ddof=1) if len(g) > 1 else np.nan,
+            "params": g["params"].iloc[0], "epochs": g["epochs"].iloc[0], "n_test": int(g["n_test"].iloc[0]),
+            "upsampled": bool(g["upsampled"].iloc[0]), "source_size": int(g["source_size"].iloc[0]),
+            "official_data": bool(g["official_data"].all()),
+            "ref_resnet18_28_acc": ref.get("acc"), "ref_resnet18_28_auc": ref.get("auc"),
+        })
+    for dataset in profile_only:
+        for res in resolutions:
+            for model in models:
+                ref = MEDMNIST_V2_RESNET18_28.get(dataset, {})
+                rows.append({"dataset": dataset, "resolution": int(res), "model": model,
+                             "status": "needs download", "n_seeds": 0,
+                             "ref_resnet18_28_acc": ref.get("acc"), "ref_resnet18_28_auc": ref.get("auc")})
+    return pd.DataFrame(rows)
+
+
+def collect_histories(history_files) -> pd.DataFrame:
+    """All training curves; run identity is parsed from the run dir name."""
+    frames = []
+    for path in history_files:
+        dataset, res, model, seed = Path(path).parent.name.rsplit("_", 3)
+        h = pd.read_csv(path)
+        h.insert(0, "seed", int(seed.lstrip("s")))
+        h.insert(0, "model", model)
+        h.insert(0, "resolution", int(res))
+        h.insert(0, "dataset", dataset)
+        frames.append(h)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def mcnemar_exact_p(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant counts b and c."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    p = 2 * sum(comb(n, i) for i in range(k + 1)) / 2 ** n
+    return float(min(1.0, p))
+
+
+def paired_comparison(logit_files: dict, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """ViT vs S4D per (dataset, res, seed), on the same test images.
+
+    ``logit_files`` maps (dataset, res, model, seed) -> test_logits.npz.
+    """
+    rows = []
+    rng = np.random.default_rng(seed)
+    keys = {(d, r, s) for (d, r, m, s) in logit_files}
+    for dataset, res, s in sorted(keys):
+        vit_f, s4d_f = logit_files.get((dataset, res, "vit", s)), logit_files.get((dataset, res, "s4d", s))
+        if vit_f is None or s4d_f is None:
+            continue
+        a, b = load_npz(vit_f), load_npz(s4d_f)
+        if not np.array_equal(a["labels"], b["labels"]) or not np.array_equal(a["indices"], b["indices"]):
+            raise ValueError(f"{vit_f} and {s4d_f} are not on the same test images")
+        y = a["labels"]
+        va, sa = (a["logits"].argmax(1) == y), (b["logits"].argmax(1) == y)
+        n = len(y)
+        boot = rng.integers(0, n, size=(n_boot, n))
+        diffs = va[boot].mean(1) - sa[boot].mean(1)
+        only_vit, only_s4d = int((va & ~sa).sum()), int((~va & sa).sum())
+        rows.append({"dataset": dataset, "resolution": res, "seed": s, "n_test": n,
+                     "vit_acc": va.mean(), "s4d_acc": sa.mean(), "diff_vit_minus_s4d": va.mean() - sa.mean(),
+                     "ci95_low": float(np.quantile(diffs, 0.025)), "ci95_high": float(np.quantile(diffs, 0.975)),
+                     "only_vit_right": only_vit, "only_s4d_right": only_s4d,
+                     "mcnemar_p": mcnemar_exact_p(only_vit, only_s4d)})
+    return pd.DataFrame(rows)
+
+
+def provenance(config_file, train_summaries=(), profiles=(), root=".") -> dict:
+    """Where the numbers came from: code version, config and DVC lock hashes, hardware, wall time."""
+    import hashlib
+    import platform
+    import subprocess
+    from datetime import datetime, timezone
+
+    def sha256(path):
+        p = Path(root) / path
+        return hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else None
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=20).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    summaries = [_read_json(p) for p in train_summaries]
+    profs = [_read_json(p) for p in profiles]
+    env = next((p.get("environment") for p in profs if p.get("environment")), {}) or {}
+    import torch
+
+    return {
+        "git_commit": git("rev-parse", "HEAD") or None,
+        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "config_file": str(config_file),
+        "config_sha256": sha256(config_file),
+        "dvc_lock_sha256": sha256("dvc.lock"),
+        "train_devices": sorted({s.get("device_name") or s.get("device") for s in summaries}) or None,
+        "device_name": env.get("device_name") or next((s.get("device_name") for s in summaries), None),
+        "driver": env.get("driver"),
+        "cuda": env.get("cuda") or torch.version.cuda,
+        "torch": env.get("torch") or torch.__version__,
+        "python": platform.python_version(),
+        "stage_seconds": {
+            "train": float(sum(s.get("train_seconds_total") or 0 for s in summaries)) if summaries else None,
+            "profile": float(sum(p.get("seconds") or 0 for p in profs)) if any("seconds" in p for p in profs) else None,
+        },
+        "n_runs": len(summaries),
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def efficiency_table(profile_files) -> pd.DataFrame:
+    """One flat row per profile JSON (see profiling.profile_to_row)."""
+    from .profiling import profile_to_row
+
+    rows = [profile_to_row(_read_json(p)) for p in profile_files]
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df = df.sort_values(["dataset", "resolution", "model"]).reset_index(drop=True)
+    return df

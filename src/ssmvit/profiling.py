@@ -1,0 +1,514 @@
+"""Profile one model on one dataset/resolution: size, MACs, speed and memory.
+
+Shapes only: the number of channels and classes come from
+``datasets.describe``; no image is read. Inputs and labels are random
+tensors created directly on the profiled device, so host-to-device copies
+and data loading are not part of any number here (they are not part of a
+training step in this pipeline either: ``training.DeviceData`` keeps the
+dataset on the device).
+
+Method (also written into every profile under ``method``):
+
+* Timing: each repeat times one call (a training step, or one forward pass)
+  after ``warmup`` untimed calls. On CUDA with CUDA events around the call,
+  the stream synchronised before each repeat; on CPU with
+  ``time.perf_counter`` (CPU ops are synchronous). Reported: samples/s
+  median, min, max and quartiles over the repeats, and the raw times.
+* Training step: zero_grad, forward, cross-entropy, backward, AdamW step
+  (the study's ``training.build_optimizer``, so S4D's SSM parameter group
+  too) at ``train.batch_size``; fp32, and on CUDA also under bf16 autocast.
+* Inference: eval mode under ``torch.inference_mode``, fp32, at each batch
+  size; latency = median time of one batch-1 forward pass.
+* Memory on CUDA: peak counters are reset after warm-up, then
+  ``max_memory_allocated`` / ``max_memory_reserved`` over the timed
+  repeats. The static part is weights + AdamW state (exp_avg, exp_avg_sq,
+  step), counted from the tensors. On CPU there is no VRAM: those fields
+  are None (never 0) with ``vram_note``; the host's peak resident set size
+  (RSS, whole process: Python, torch and the model) is recorded instead,
+  reset before each phase where Linux allows it (``/proc/self/clear_refs``).
+  MB here means MiB (2**20 bytes), as nvidia-smi reports.
+* Out of memory at a batch size (``torch.cuda.OutOfMemoryError``, a CPU
+  allocator error, or the optional ``memory_cap_mb`` exceeded during
+  warm-up) is recorded as the string "OOM" for that batch size; memory is
+  freed and profiling goes on with the next one. A bf16 phase that fails
+  otherwise (an op with no bf16 kernel, as ``torch.fft.rfft`` on CUDA,
+  which raised "Unsupported dtype BFloat16" before ``models/s4d.py`` cast
+  the FFT's inputs to fp32) is recorded with status "failed" and the
+  error; its row cells are None.
+* MACs: one forward pass at batch 1, three ways (``ssmvit.macs``), counted
+  on a CPU copy of the model, so they do not depend on the profiled device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import platform
+import re
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import time
+from datetime import datetime, timezone
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import KNOWN_MODELS, check_choice, model_settings
+from .datasets import describe
+from .macs import count_macs_analytic, count_macs_flopcounter, count_macs_thop, example_input
+from .models import build_model, count_params
+from .training import build_optimizer, resolve_device
+
+MIB = 2 ** 20
+DEFAULT_BATCH_SIZES = (1, 64, 256, 1024)
+DEFAULT_REPEATS = 10
+DEFAULT_WARMUP = 3
+DATA_NOTE = "shapes only; random inputs created on the device (no images read)"
+VRAM_NOTE_CPU = "not applicable on CPU"
+OOM = "OOM"
+FAILED = "failed"  # a phase that raised something other than out-of-memory (bf16 only)
+
+# Columns every row from ``profile_to_row`` has, in this order; more may follow.
+ROW_COLUMNS = (
+    "dataset", "resolution", "model", "n_channels", "n_classes", "params",
+    "macs_thop", "macs_flopcounter", "macs_analytic", "device_type", "device_name",
+    "train_batch_size", "train_samples_per_s_fp32", "train_samples_per_s_bf16",
+    "train_peak_allocated_mb", "train_peak_reserved_mb", "static_mb",
+    "infer_samples_per_s_bs1", "infer_samples_per_s_bs64", "infer_samples_per_s_bs256",
+    "infer_samples_per_s_bs1024", "latency_bs1_ms", "infer_peak_allocated_mb_bs64",
+    "peak_rss_mb", "data_note",
+)
+
+
+class MemoryCapExceeded(RuntimeError):
+    """The configured memory cap was exceeded; handled exactly like an allocator's out-of-memory."""
+
+
+def is_oom(exc: BaseException) -> bool:
+    """Whether ``exc`` means the device ran out of memory (CUDA, the CPU allocator, or our cap)."""
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryCapExceeded)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(
+        s in text for s in ("out of memory", "not enough memory", "can't allocate memory"))
+
+
+# ------------------------------------------------------------------------------ environment
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _nvidia_smi(device: torch.device) -> dict | None:
+    """Driver, clocks and power limit of the profiled GPU from nvidia-smi, or None where unreadable."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    fields = ["driver_version", "clocks.sm", "clocks.mem", "clocks.max.sm", "clocks.max.mem",
+              "power.limit", "pstate", "persistence_mode"]
+    try:
+        # The UUID names the same card whatever CUDA_VISIBLE_DEVICES does to indices.
+        uuid = str(torch.cuda.get_device_properties(device).uuid)
+        target = uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
+        out = subprocess.run([exe, f"--query-gpu={','.join(fields)}", "--format=csv,noheader,nounits", "-i", target],
+                             capture_output=True, text=True, timeout=20, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError, RuntimeError, AttributeError):
+        return None
+    values = [v.strip() for v in out.splitlines()[0].split(",")] if out else []
+    if len(values) != len(fields):
+        return None
+
+    def num(v):
+        with contextlib.suppress(ValueError):
+            return float(v)
+        return None if v.startswith("[") else v  # "[N/A]", "[Not Supported]"
+
+    return {f: num(v) for f, v in zip(fields, values)}
+
+
+def environment(device: torch.device) -> dict:
+    """Where the numbers were measured: device, versions, clocks (where readable), host, date."""
+    env = {
+        "device_type": device.type,
+        "device_name": _cpu_model(),
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "hostname": socket.gethostname(),
+        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "cuda": torch.version.cuda,
+        "cudnn": None, "gpu_driver": None, "gpu_memory_total_mb": None, "compute_capability": None,
+        "gpu_clocks_mhz": None, "gpu_power_limit_w": None, "gpu_pstate": None,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+    }
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        env.update(device_name=props.name, gpu_memory_total_mb=props.total_memory / MIB,
+                   compute_capability=f"{props.major}.{props.minor}", cudnn=torch.backends.cudnn.version())
+        smi = _nvidia_smi(device)
+        if smi:
+            env.update(gpu_driver=smi["driver_version"], gpu_power_limit_w=smi["power.limit"], gpu_pstate=smi["pstate"],
+                       gpu_clocks_mhz={k.replace("clocks.", ""): smi[k] for k in smi if k.startswith("clocks.")})
+    return env
+
+
+# ----------------------------------------------------------------------------------- memory
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) of this process; False where not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _rss_mb(key: str = "VmHWM") -> float | None:
+    """VmHWM (peak) or VmRSS (now) from /proc, in MiB; the lifetime peak from getrusage elsewhere."""
+    with contextlib.suppress(OSError, AttributeError):
+        with open("/proc/self/status") as fh:
+            m = re.search(rf"^{key}:\s+(\d+)\s+kB", fh.read(), re.M)
+        if m:
+            return int(m.group(1)) / 1024
+    if key == "VmHWM":
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / (MIB if platform.system() == "Darwin" else 1024)  # bytes on macOS, KiB on Linux
+    return None
+
+
+class _Peaks:
+    """Peak memory over one phase: reset at ``reset()``, read at ``read()``."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.rss_resettable = False
+        self.rss_before = None
+
+    def reset(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.rss_resettable = _reset_peak_rss()
+        self.rss_before = _rss_mb("VmRSS")
+
+    def current_peak_mb(self) -> float | None:
+        """The number a memory cap is checked against: reserved VRAM on CUDA, peak RSS on CPU."""
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_reserved(self.device) / MIB
+        return _rss_mb("VmHWM")
+
+    def read(self) -> dict:
+        out = {"peak_rss_mb": _rss_mb("VmHWM"), "rss_before_mb": self.rss_before,
+               "peak_rss_scope": "this phase" if self.rss_resettable else "process lifetime (reset not allowed)"}
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            out.update(peak_allocated_mb=torch.cuda.max_memory_allocated(self.device) / MIB,
+                       peak_reserved_mb=torch.cuda.max_memory_reserved(self.device) / MIB, vram_note=None)
+        else:
+            out.update(peak_allocated_mb=None, peak_reserved_mb=None, vram_note=VRAM_NOTE_CPU)
+        return out
+
+
+def _check_cap(peaks: _Peaks, cap_mb: float | None) -> None:
+    if cap_mb is not None:
+        used = peaks.current_peak_mb()
+        if used is not None and used > cap_mb:
+            raise MemoryCapExceeded(f"out of memory: {used:.0f} MB used, memory cap {cap_mb:.0f} MB")
+
+
+def _error_note(exc: BaseException) -> str:
+    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _free(device: torch.device, collect: bool = False) -> None:
+    """Give memory back between phases. A garbage collection (~0.2 s with torch loaded) runs on CUDA,
+    where cached blocks must be unreferenced before ``empty_cache``, and after an exception, whose
+    traceback cycles can hold tensors; on CPU reference counting already freed everything else."""
+    if collect or device.type == "cuda":
+        gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+
+
+def _tensor_bytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+
+
+# ----------------------------------------------------------------------------------- timing
+def _time_calls(fn, device: torch.device, repeats: int) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``fn``."""
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # nothing earlier overlaps the timed call
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def _rate_summary(batch: int, times: list[float]) -> dict:
+    rates = sorted(batch / t for t in times)
+    q25, _, q75 = statistics.quantiles(rates, n=4, method="inclusive") if len(rates) > 1 else (rates[0],) * 3
+    return {"samples_per_s_median": statistics.median(rates), "samples_per_s_min": rates[0],
+            "samples_per_s_max": rates[-1], "samples_per_s_q25": q25, "samples_per_s_q75": q75,
+            "seconds_median": statistics.median(times), "times_ms": [t * 1e3 for t in times],
+            "repeats": len(times)}
+
+
+# ------------------------------------------------------------------------------------ phases
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _profile_training(model, optimizer, model_name, n_channels, n_classes, res, device, batch, precision,
+                      repeats, warmup, cap_mb) -> dict | str:
+    model.train()
+    peaks = _Peaks(device)
+    x = y = step = None
+    try:
+        x = example_input(model_name, n_channels, res, batch, device)
+        y = torch.randint(0, n_classes, (batch,), device=device)
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            with _autocast(device, precision):
+                loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            optimizer.step()
+
+        peaks.reset()
+        for _ in range(warmup):
+            step()
+        _check_cap(peaks, cap_mb)
+        peaks.reset()  # from here on: the steady state, optimizer state already allocated
+        result = _rate_summary(batch, _time_calls(step, device, repeats))
+        result.update(peaks.read())
+        return result
+    except RuntimeError as exc:
+        if not is_oom(exc):
+            raise
+        note = _error_note(exc)
+    x = y = step = None  # drop the batch before freeing
+    model.zero_grad(set_to_none=True)  # gradients of a half-done step hold memory
+    _free(device, collect=True)
+    return {"status": OOM, "error": note}
+
+
+def _profile_inference(model, model_name, n_channels, res, device, batch, repeats, warmup, cap_mb) -> dict:
+    model.eval()
+    peaks = _Peaks(device)
+    x = None
+    try:
+        x = example_input(model_name, n_channels, res, batch, device)
+        with torch.inference_mode():
+            peaks.reset()
+            for _ in range(warmup):
+                model(x)
+            _check_cap(peaks, cap_mb)
+            peaks.reset()
+            result = _rate_summary(batch, _time_calls(lambda: model(x), device, repeats))
+        result.update(peaks.read())
+        return result
+    except RuntimeError as exc:
+        if not is_oom(exc):
+            raise
+        note = _error_note(exc)
+    x = None  # drop the batch before freeing
+    _free(device, collect=True)
+    return {"status": OOM, "error": note}
+
+
+def _static_memory(model: nn.Module, optimizer) -> dict:
+    weights = _tensor_bytes(model.parameters())
+    state = _tensor_bytes(t for s in optimizer.state.values() for t in s.values())
+    return {"weights_mb": weights / MIB, "optimizer_state_mb": state / MIB, "static_mb": (weights + state) / MIB,
+            "gradients_mb": weights / MIB,
+            "note": "static = weights + AdamW state (counted from the tensors); gradients (same size as the "
+                    "weights) exist from backward to the next zero_grad and are not counted as static"}
+
+
+# ------------------------------------------------------------------------------------- entry
+def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=None,
+                  batch_sizes=None, repeats: int | None = None, warmup: int | None = None,
+                  train_batch_size: int | None = None, memory_cap_mb: float | None = None,
+                  seed: int = 0) -> dict:
+    """Profile ``model_name`` on ``dataset`` at ``res`` x ``res``; a JSON-able dict (see the module docstring).
+
+    Arguments left None come from the config's ``profile`` section (``device``,
+    ``batch_sizes``, ``repeats``, ``warmup``), then from this module's defaults
+    (auto, 1/64/256/1024, 10, 3). ``device``: "auto", "cpu", "cuda" or "cuda:N".
+    ``train_batch_size``: None uses ``train.batch_size``.
+    ``memory_cap_mb``: a batch size whose warm-up pushes the peak (reserved VRAM on CUDA,
+    process RSS on CPU) above this is recorded as OOM, as if the device were that small.
+    """
+    t_start = time.perf_counter()
+    check_choice("model", model_name, KNOWN_MODELS)
+    pcfg = cfg.get("profile") or {}
+    batch_sizes = tuple(int(b) for b in (batch_sizes or pcfg.get("batch_sizes") or DEFAULT_BATCH_SIZES))
+    repeats = int(repeats if repeats is not None else pcfg.get("repeats", DEFAULT_REPEATS))
+    warmup = int(warmup if warmup is not None else pcfg.get("warmup", DEFAULT_WARMUP))
+    if repeats < 1 or warmup < 0 or min(batch_sizes) < 1:
+        raise ValueError("repeats and batch sizes must be >= 1, warmup >= 0")
+    tcfg = cfg["train"]
+    if tcfg.get("threads"):
+        torch.set_num_threads(int(tcfg["threads"]))
+    dev = resolve_device(device or pcfg.get("device") or tcfg["device"])
+    info = describe(dataset)
+    n_channels, n_classes = info["n_channels"], info["n_classes"]
+    settings = model_settings(cfg, model_name, n_channels)
+    train_batch = int(train_batch_size or tcfg["batch_size"])
+
+    torch.manual_seed(seed)
+    model = build_model(model_name, n_channels, n_classes, int(res), **settings)
+    example = example_input(model_name, n_channels, res, 1, "cpu", torch.Generator().manual_seed(seed))
+    analytic = count_macs_analytic(model_name, n_channels, n_classes, res, settings)
+    macs = {"batch": 1, "thop": count_macs_thop(model, example),
+            "flopcounter": count_macs_flopcounter(model, example), "analytic": analytic["total"],
+            "analytic_breakdown": analytic,
+            "method": "one forward pass at batch 1 on a CPU copy; MACs = FLOPs/2. thop: module hooks "
+                      "(Linear/Conv, affine LayerNorm as 4 ops per element; no attention matmuls, FFT or "
+                      "S4D kernel). flopcounter: torch FlopCounterMode with SDPA on its math backend "
+                      "(attention matmuls and S4D's kernel bmm counted; FFT 0). analytic: "
+                      "ssmvit.macs.count_macs_analytic (matmuls, attention, FFTs at 2.5 n log2 n FLOPs per "
+                      "real FFT, S4D kernel generation once per forward)."}
+
+    model.to(dev)
+    lr = float(cfg["models"][model_name]["lr"])
+    optimizer = build_optimizer(model, lr, float(tcfg["weight_decay"]), cfg["models"][model_name].get("ssm_lr"))
+    env = environment(dev)  # before the measurements: clocks and date as the run starts
+    bf16_ok = dev.type == "cuda" and torch.cuda.is_bf16_supported()
+    precisions = ["fp32"] + (["bf16"] if bf16_ok else [])
+    train = {"batch_size": train_batch, "optimizer": "AdamW via training.build_optimizer",
+             "fp32": None, "bf16": None,
+             "bf16_note": None if bf16_ok else ("bf16 autocast is measured on CUDA only" if dev.type != "cuda"
+                                                else "this GPU does not support bf16")}
+    for precision in precisions:
+        try:
+            train[precision] = _profile_training(model, optimizer, model_name, n_channels, n_classes, res, dev,
+                                                 train_batch, precision, repeats, warmup, memory_cap_mb)
+        except (RuntimeError, TypeError) as exc:
+            if precision == "fp32":
+                raise  # the model itself is broken: nothing to measure
+            # bf16 is an extra: an op the model runs may have no bf16 kernel (torch.fft.rfft on CUDA has
+            # none). Record why, leave the number unmeasured (None in rows), and go on.
+            train[precision] = {"status": FAILED, "error": _error_note(exc)}
+            train[f"{precision}_note"] = f"{precision} autocast failed: {_error_note(exc)}"
+        train["static"] = train.get("static") or (_static_memory(model, optimizer) if optimizer.state else None)
+        model.zero_grad(set_to_none=True)
+        _free(dev)  # empty the CUDA cache so the next phase's reserved memory is its own
+    del optimizer
+    _free(dev)
+
+    inference = {}
+    for bs in batch_sizes:
+        _free(dev)
+        inference[str(int(bs))] = _profile_inference(model, model_name, n_channels, res, dev, int(bs), repeats,
+                                                     warmup, memory_cap_mb)
+    bs1 = inference.get("1")
+    latency = bs1["seconds_median"] * 1e3 if isinstance(bs1, dict) and "seconds_median" in bs1 else None
+
+    return {
+        "dataset": dataset, "resolution": int(res), "model": model_name,
+        "n_channels": n_channels, "n_classes": n_classes, "settings": settings,
+        "params": count_params(model), "macs": macs, "environment": env,
+        "seconds": time.perf_counter() - t_start,
+        "train": train,
+        "inference": {"precision": "fp32", "batch_sizes": [int(b) for b in batch_sizes], "results": inference,
+                      "latency_bs1_ms": latency},
+        "method": {
+            "data_note": DATA_NOTE, "repeats": int(repeats), "warmup": int(warmup), "seed": int(seed),
+            "memory_cap_mb": memory_cap_mb, "mb": "MiB (2**20 bytes)",
+            "timing": ("CUDA events around each call, stream synchronised before each repeat" if dev.type == "cuda"
+                       else "time.perf_counter around each call (CPU ops are synchronous)"),
+            "memory": ("torch.cuda max_memory_allocated / max_memory_reserved over the timed repeats, peak "
+                       "counters reset after warm-up" if dev.type == "cuda" else
+                       "no VRAM on CPU (fields None); process peak RSS (VmHWM) over the timed repeats"),
+            "oom": "out-of-memory at a batch size is recorded as 'OOM' and profiling goes on",
+        },
+    }
+
+
+# -------------------------------------------------------------------------------------- rows
+def _cell(result, key: str, applicable: bool = True):
+    """A value of one measured phase for a row: the number, 'OOM', or None when not measured
+    or not applicable (VRAM on CPU stays None even where the phase ran out of memory)."""
+    if result is None or not applicable:
+        return None
+    if "status" in result:  # OOM, or a failed (unmeasured) bf16 phase
+        return OOM if result["status"] == OOM else None
+    return result.get(key)
+
+
+def profile_to_row(profile: dict) -> dict:
+    """One flat row (for a CSV) from ``profile_model``'s dict: ``ROW_COLUMNS`` first, then extras.
+
+    None means not measured (or not applicable, e.g. VRAM on CPU); the string "OOM" means the
+    device ran out of memory at that setting.
+    """
+    env, train, inf = profile["environment"], profile["train"], profile["inference"]
+    results = inf["results"]
+    vram = env["device_type"] == "cuda"
+    fp32, bf16 = train.get("fp32"), train.get("bf16")
+    static = train.get("static")
+    row = {
+        "dataset": profile["dataset"], "resolution": profile["resolution"], "model": profile["model"],
+        "n_channels": profile["n_channels"], "n_classes": profile["n_classes"], "params": profile["params"],
+        "macs_thop": profile["macs"]["thop"], "macs_flopcounter": profile["macs"]["flopcounter"],
+        "macs_analytic": profile["macs"]["analytic"],
+        "device_type": env["device_type"], "device_name": env["device_name"],
+        "train_batch_size": train["batch_size"],
+        "train_samples_per_s_fp32": _cell(fp32, "samples_per_s_median"),
+        "train_samples_per_s_bf16": _cell(bf16, "samples_per_s_median"),
+        "train_peak_allocated_mb": _cell(fp32, "peak_allocated_mb", vram),
+        "train_peak_reserved_mb": _cell(fp32, "peak_reserved_mb", vram),
+        "static_mb": static["static_mb"] if static else None,
+    }
+    for bs in DEFAULT_BATCH_SIZES:
+        row[f"infer_samples_per_s_bs{bs}"] = _cell(results.get(str(bs)), "samples_per_s_median")
+    row["latency_bs1_ms"] = inf.get("latency_bs1_ms")
+    row["infer_peak_allocated_mb_bs64"] = _cell(results.get("64"), "peak_allocated_mb", vram)
+    row["peak_rss_mb"] = _cell(fp32, "peak_rss_mb")
+    row["data_note"] = profile["method"]["data_note"]
+    # Extras: spread, bf16 memory, other batch sizes, VRAM note, environment.
+    row.update({
+        "train_samples_per_s_fp32_min": _cell(fp32, "samples_per_s_min"),
+        "train_samples_per_s_fp32_max": _cell(fp32, "samples_per_s_max"),
+        "train_peak_allocated_mb_bf16": _cell(bf16, "peak_allocated_mb", vram),
+        "train_bf16_note": train.get("bf16_note"),
+        "vram_note": None if vram else VRAM_NOTE_CPU,
+        "repeats": profile["method"]["repeats"], "warmup": profile["method"]["warmup"],
+        "torch": env["torch"], "cuda": env["cuda"], "gpu_driver": env["gpu_driver"],
+        "hostname": env["hostname"], "date_utc": env["date_utc"],
+    })
+    for bs in inf["batch_sizes"]:
+        if bs not in DEFAULT_BATCH_SIZES:
+            row[f"infer_samples_per_s_bs{bs}"] = _cell(results.get(str(bs)), "samples_per_s_median")
+    for bs in inf["batch_sizes"]:
+        row.setdefault(f"infer_peak_allocated_mb_bs{bs}", _cell(results.get(str(bs)), "peak_allocated_mb", vram))
+        row[f"infer_peak_rss_mb_bs{bs}"] = _cell(results.get(str(bs)), "peak_rss_mb")
+    return row

@@ -1,0 +1,1245 @@
+"""The LaTeX the paper inputs, generated from the config and the aggregate files.
+
+Every number the paper prints comes from here, formatted from its input:
+the study config, results/aggregate/*.csv, provenance.json and the figures
+manifest. Nothing is typed in, except the MedMNIST v2 ResNet-18 (28)
+reference, which reaches us through accuracy.csv. Strings from data are
+LaTeX-escaped. A missing input gives a sentence saying so, never a crash.
+
+Files written to ``out_dir`` (paper/generated):
+
+  macros.tex           \\newcommand for every number the text quotes (names: letters only)
+  accuracy_table.tex   ACC/AUC mean ± std per dataset/res/model beside the ResNet-18 (28) reference
+  efficiency_table.tex Params, Mult-Adds (thop / FlopCounter / analytic), peak VRAM, throughput
+  paired_table.tex     ViT−S4D accuracy difference, 95% bootstrap CI, McNemar p
+  setup.tex            the experimental setup, written from the config
+  reproducibility.tex  commit, hashes, device, software versions, wall time per stage
+  figures.tex          \\FiguresCurves, \\FiguresConfusion, \\FiguresEfficiency, \\FiguresAccuracyCost
+                       (floats of exactly the figures in the manifest) and sentences that refer to them
+  results_text.tex     result sentences per dataset/resolution (direction stated only from the data)
+  discussion_text.tex  data-driven discussion statements
+  limitations_text.tex data-dependent limitations (itemize)
+
+Figures are referenced by their path relative to the paper folder (the parent
+of ``out_dir`` unless ``paper_dir`` is given), e.g. ../results/figures/x.pdf;
+LaTeX is run in the paper folder (latexmk -cd).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from .config import load_config
+from .fileio import write_text
+from .plots import (MAC_COUNTS, batch_columns, data_facts, dataset_label, is_missing, is_oom, model_label,
+                    model_sort_key, read_csv, read_manifest, to_bool, to_float)
+
+GENERATED_FILES = ("macros.tex", "accuracy_table.tex", "efficiency_table.tex", "paired_table.tex", "setup.tex",
+                   "reproducibility.tex", "figures.tex", "results_text.tex", "discussion_text.tex",
+                   "limitations_text.tex")
+ALPHA = 0.05  # significance level of the McNemar statements
+
+# ---------------------------------------------------------------- formatting
+
+_TEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                 "<": r"\textless{}", ">": r"\textgreater{}"}
+
+
+def tex_escape(value) -> str:
+    """A string from data, safe to print in LaTeX text."""
+    return re.sub(r"[\\&%$#_{}~^<>]", lambda m: _TEX_SPECIALS[m.group()], str(value))
+
+
+def nan(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def fmt(x, nd: int = 3) -> str:
+    x = to_float(x)
+    return "--" if math.isnan(x) else f"{x:.{nd}f}"
+
+
+def fmt_signed(x, nd: int = 3) -> str:
+    x = to_float(x)
+    return "--" if math.isnan(x) else f"{x:+.{nd}f}"
+
+
+def fmt_signed_math(x, nd: int = 3) -> str:
+    """'$+0.036$' / '$-0.014$' (a real minus sign), for text."""
+    t = fmt_signed(x, nd)
+    return t if t == "--" else f"${t}$"
+
+
+def fmt_pm(mean, std, nd: int = 3) -> str:
+    """'$0.912 \\pm 0.004$', or '$0.912$' when the std is missing (one seed)."""
+    m, s = to_float(mean), to_float(std)
+    if math.isnan(m):
+        return "--"
+    return f"${m:.{nd}f} \\pm {s:.{nd}f}$" if not math.isnan(s) else f"${m:.{nd}f}$"
+
+
+def fmt_count(x) -> str:
+    """Three significant digits and a unit: 21540107 -> '21.5\\,M'; 200203 -> '200\\,k'."""
+    x = to_float(x)
+    if math.isnan(x):
+        return "--"
+    for div, unit in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            v = x / div
+            nd = 0 if abs(v) >= 100 else 1 if abs(v) >= 10 else 2
+            return f"{v:.{nd}f}\\,{unit}"
+    return f"{x:.0f}"
+
+
+def fmt_sci(x) -> str:
+    """A config number: 0.01 -> '0.01', 1e-4 -> '$1\\times10^{-4}$'."""
+    x = float(x)
+    if x == 0:
+        return "0"
+    if abs(x) < 1e-2 or abs(x) >= 1e5:
+        exp = math.floor(math.log10(abs(x)))
+        mant = f"{x / 10 ** exp:.3g}"
+        if mant in ("10", "-10"):
+            mant, exp = mant[:-1], exp + 1
+        return f"$10^{{{exp}}}$" if mant == "1" else f"${mant}\\times10^{{{exp}}}$"
+    return f"{x:g}"
+
+
+def fmt_p(p) -> str:
+    p = to_float(p)
+    if math.isnan(p):
+        return "--"
+    if p >= 1e-3:
+        return f"{p:.3f}"
+    mant, exp = f"{p:.1e}".split("e")
+    return f"${mant}\\times10^{{{int(exp)}}}$"
+
+
+def fmt_seconds(s) -> str:
+    s = to_float(s)
+    if math.isnan(s):
+        return "not recorded"
+    text = f"{s:.1f}\\,s"
+    if s >= 3600:
+        text += f" ({s / 3600:.2f}\\,h)"
+    elif s >= 60:
+        text += f" ({s / 60:.1f}\\,min)"
+    return text
+
+
+def res_tex(res) -> str:
+    return f"{int(res)}$\\times${int(res)}"
+
+
+def ratio_text(x) -> str:
+    x = to_float(x)
+    if math.isnan(x):
+        return "--"
+    return f"{x:.1f}" if x >= 10 else f"{x:.2f}"
+
+
+def join_words(items) -> str:
+    items = list(items)
+    if not items:
+        return ""
+    if len(items) == 1:
+        return items[0]
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+# ---------------------------------------------------------------- macro names
+
+_DIGITS = ["Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine"]
+_RES_WORDS = {28: "TwentyEight", 64: "SixtyFour", 128: "OneTwentyEight", 224: "TwoTwentyFour"}
+_MODEL_TAGS = {"vit": "ViT", "s4d": "SFourD"}
+
+
+def letters(text: str) -> str:
+    """Any name as letters only: digits spelled out, everything else dropped, CamelCased."""
+    out = []
+    for part in re.split(r"[^A-Za-z0-9]+", str(text)):
+        for chunk in re.findall(r"[A-Za-z]+|[0-9]+", part):
+            out.append(chunk[0].upper() + chunk[1:] if chunk.isalpha() else "".join(_DIGITS[int(c)] for c in chunk))
+    return "".join(out)
+
+
+def res_tag(res) -> str:
+    return _RES_WORDS.get(int(res)) or letters(str(int(res)))
+
+
+def model_tag(model) -> str:
+    return _MODEL_TAGS.get(str(model)) or letters(model)
+
+
+def dataset_tag(dataset) -> str:
+    return letters(dataset_label(dataset))
+
+
+class Macros:
+    """An ordered set of \\newcommand definitions; ``add`` returns the macro call for text."""
+
+    def __init__(self):
+        self.defs: dict[str, str] = {}
+
+    def add(self, name: str, value: str) -> str:
+        if not name.isalpha():
+            raise ValueError(f"macro name {name!r} must be letters only")
+        if name in self.defs and self.defs[name] != value:
+            raise ValueError(f"macro {name} defined twice with different values")
+        self.defs[name] = value
+        return f"\\{name}{{}}"
+
+    def render(self) -> str:
+        lines = ["% Generated by ssmvit.report from the config and results/aggregate; do not edit.",
+                 "% Every number the text quotes is one of these macros."]
+        lines += [f"\\newcommand{{\\{k}}}{{{v}}}" for k, v in self.defs.items()]
+        return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- inputs
+
+class Inputs:
+    """Everything the generated files are made from."""
+
+    def __init__(self, cfg: dict, aggregate_dir, figures_dir, paper_dir):
+        self.cfg = cfg
+        agg = Path(aggregate_dir)
+        self.acc = read_csv(agg / "accuracy.csv")
+        self.runs = read_csv(agg / "runs.csv")
+        self.paired = read_csv(agg / "paired.csv")
+        self.eff = read_csv(agg / "efficiency.csv")
+        self.hist = read_csv(agg / "histories.csv")
+        prov_path = agg / "provenance.json"
+        self.prov = None
+        if prov_path.exists():
+            try:
+                self.prov = json.loads(prov_path.read_text())
+            except json.JSONDecodeError:
+                self.prov = None
+        self.figures_dir = Path(figures_dir)
+        self.manifest = read_manifest(self.figures_dir)
+        self.paper_dir = Path(paper_dir)
+        self.facts = data_facts(self.acc, self.runs)
+        for df in (self.acc, self.runs, self.paired, self.eff):
+            if df is not None and "resolution" in df.columns:
+                df["resolution"] = df["resolution"].astype(int)
+
+    # -- ordering
+    def datasets(self) -> list[str]:
+        order = list(self.cfg["study"]["datasets"]) + list(self.cfg["study"].get("profile_only") or [])
+        for df in (self.acc, self.eff):
+            if df is not None:
+                order += [d for d in sorted(df["dataset"].astype(str).unique()) if d not in order]
+        return list(dict.fromkeys(order))
+
+    def acc_rows(self, status: str | None = "ok") -> pd.DataFrame:
+        if self.acc is None:
+            return pd.DataFrame(columns=["dataset", "resolution", "model", "status"])
+        a = self.acc
+        return a if status is None else a[a["status"] == status]
+
+    def acc_row(self, dataset, res, model):
+        a = self.acc_rows("ok")
+        r = a[(a["dataset"] == dataset) & (a["resolution"] == int(res)) & (a["model"] == model)]
+        return None if r.empty else r.iloc[0]
+
+    def eff_row(self, dataset, res, model):
+        if self.eff is None:
+            return None
+        e = self.eff
+        r = e[(e["dataset"] == dataset) & (e["resolution"] == int(res)) & (e["model"] == model)]
+        return None if r.empty else r.iloc[0]
+
+    def trained_pairs(self) -> list[tuple[str, int]]:
+        a = self.acc_rows("ok")
+        pairs = {(str(d), int(r)) for d, r in zip(a["dataset"], a["resolution"])}
+        order = {d: i for i, d in enumerate(self.datasets())}
+        return sorted(pairs, key=lambda p: (order.get(p[0], 99), p[1]))
+
+    def needs_download(self) -> list[str]:
+        a = self.acc_rows("needs download")
+        found = [d for d in self.datasets() if d in set(a["dataset"].astype(str))]
+        for d in self.cfg["study"].get("profile_only") or []:
+            if d not in found and (self.acc is None or d not in set(self.acc_rows("ok")["dataset"])):
+                found.append(d)
+        return found
+
+    def upsample_map(self) -> dict[int, int]:
+        return {int(k): int(v) for k, v in (self.cfg["data"].get("upsample_from") or {}).items()}
+
+    def fact(self, dataset, res) -> dict:
+        return self.facts.get((str(dataset), int(res))) or {}
+
+    def synthetic(self) -> bool:
+        return any(f.get("official") is False for f in self.facts.values())
+
+    def eff_cpu_only(self) -> bool:
+        return self.eff is not None and bool((self.eff["device_type"].astype(str).str.lower() == "cpu").all())
+
+    def eff_devices(self) -> list[tuple[str, str]]:
+        if self.eff is None:
+            return []
+        pairs = []
+        for _, r in self.eff.iterrows():
+            p = (str(r.get("device_type") if not is_missing(r.get("device_type")) else "unknown"),
+                 str(r.get("device_name") if not is_missing(r.get("device_name")) else "unknown device"))
+            if p not in pairs:
+                pairs.append(p)
+        return pairs
+
+    def eff_device_text(self) -> str:
+        parts = [f"{tex_escape(name)} ({'GPU' if t == 'cuda' else t.upper()})" for t, name in self.eff_devices()]
+        return join_words(parts) or "an unrecorded device"
+
+    def train_devices(self) -> list[str]:
+        if self.runs is None or "device_name" not in self.runs.columns:
+            return []
+        return [str(d) for d in dict.fromkeys(self.runs["device_name"].dropna().astype(str))]
+
+    def infer_batch(self) -> tuple[int, str] | None:
+        """The inference batch the tables quote: the training batch size if profiled, else the largest."""
+        if self.eff is None:
+            return None
+        cols = batch_columns(self.eff)
+        if not cols:
+            return None
+        want = int(self.cfg["train"]["batch_size"])
+        for bs, col in cols:
+            if bs == want:
+                return bs, col
+        return cols[-1]
+
+    def seeds_of(self, dataset, res, model) -> int:
+        r = self.acc_row(dataset, res, model)
+        return 0 if r is None else int(to_float(r.get("n_seeds")))
+
+    def models(self) -> list[str]:
+        found = list(self.cfg["study"]["models"])
+        a = self.acc_rows(None)
+        found += [m for m in a["model"].astype(str).unique() if m not in found]
+        return sorted(dict.fromkeys(found), key=model_sort_key)
+
+
+# ---------------------------------------------------------------- tables
+
+def accuracy_table(inp: Inputs) -> str:
+    if inp.acc is None:
+        return ("% accuracy.csv missing\n\\noindent\\emph{No accuracy results are available: "
+                "results/aggregate/accuracy.csv was not found or is empty.}\n")
+    a = inp.acc.copy()
+    order = {d: i for i, d in enumerate(inp.datasets())}
+    a["_d"] = a["dataset"].map(lambda d: order.get(d, 99))
+    a["_m"] = a["model"].map(model_sort_key)
+    a = a.sort_values(["_d", "resolution", "_m"])
+    up_notes, any_synth, any_nd = {}, False, False
+    lines = [
+        "% Generated by ssmvit.report from results/aggregate/accuracy.csv; do not edit.",
+        "\\begin{table}[htbp]", "\\centering", "\\small",
+        "\\caption{Test accuracy (ACC) and area under the ROC curve (AUC), mean $\\pm$ sample standard deviation "
+        "over seeds (column Seeds; a single seed has no deviation). Each run is evaluated with its "
+        "best-on-validation checkpoint. The last two columns are the MedMNIST v2 ResNet-18 (28) test results "
+        "\\citep{yang2023medmnist}, trained on the official 28$\\times$28 images by its authors, printed "
+        "for reference only.}",
+        "\\label{tab:accuracy}",
+        "\\begin{tabular}{lllccccc}",
+        "\\toprule",
+        "Dataset & Res. & Model & Seeds & ACC & AUC & \\multicolumn{2}{c}{ResNet-18 (28) ref.} \\\\",
+        "\\cmidrule(lr){7-8}",
+        " & & & & & & ACC & AUC \\\\",
+        "\\midrule",
+    ]
+    first = True
+    for dataset, g in a.groupby("_d", sort=True):
+        dname = str(g["dataset"].iloc[0])
+        if not first:
+            lines.append("\\midrule")
+        first = False
+        synth = any(to_bool(v) is False for v in g.get("official_data", pd.Series(dtype=object)))
+        any_synth |= synth
+        for i, (_, r) in enumerate(g.iterrows()):
+            res = int(r["resolution"])
+            dcell = tex_escape(dataset_label(dname)) + ("$^{s}$" if synth else "") if i == 0 else ""
+            up = to_bool(r.get("upsampled"))
+            src = to_float(r.get("source_size"))
+            rcell = str(res)
+            if up and not math.isnan(src):
+                rcell += "$^{u}$"
+                up_notes[(res, int(src))] = True
+            mcell = tex_escape(model_label(r["model"]))
+            ref_acc = fmt(r.get("ref_resnet18_28_acc")) if i == 0 else ""
+            ref_auc = fmt(r.get("ref_resnet18_28_auc")) if i == 0 else ""
+            if str(r["status"]) != "ok":
+                any_nd = True
+                status = tex_escape(r["status"])
+                lines.append(f"{dcell} & {rcell} & {mcell} & -- & \\multicolumn{{2}}{{c}}{{\\emph{{{status}}}}} & "
+                             f"{ref_acc} & {ref_auc} \\\\")
+            else:
+                n = int(to_float(r.get("n_seeds")))
+                lines.append(f"{dcell} & {rcell} & {mcell} & {n} & {fmt_pm(r['acc_mean'], r.get('acc_std'))} & "
+                             f"{fmt_pm(r['auc_mean'], r.get('auc_std'))} & {ref_acc} & {ref_auc} \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    notes = []
+    for (res, src) in sorted(up_notes):
+        notes.append(f"$^{{u}}$\\,{res_tex(res)} upsampled from {res_tex(src)}: the official {res_tex(src)} "
+                     "images resized (bilinear, antialiased); they carry no detail beyond the smaller file.")
+    if any_synth:
+        notes.append("$^{s}$\\,synthetic data, not MedMNIST: the images are generated by the pipeline's "
+                     "test generator, so these numbers check the pipeline and say nothing about the models on "
+                     "medical images.")
+    if any_nd:
+        notes.append("\\emph{needs download}: the dataset's images were not available, so the models were "
+                     "not trained on it; it appears in the efficiency measurements only.")
+    if notes:
+        lines += ["\\par\\smallskip", "\\begin{minipage}{0.95\\linewidth}\\footnotesize",
+                  " ".join(notes), "\\end{minipage}"]
+    lines += ["\\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def _vram_cell(row, col: str) -> str:
+    """'n/a' on CPU (not applicable, never 0), 'OOM', '--' when not measured, else MB."""
+    if str(row.get("device_type")).lower() == "cpu":
+        return "n/a"
+    v = row.get(col)
+    if is_oom(v):
+        return "OOM"
+    x = to_float(v)
+    return "--" if math.isnan(x) else f"{x:.0f}"
+
+
+def _rate_cell(v) -> str:
+    if is_oom(v):
+        return "OOM"
+    x = to_float(v)
+    return "--" if math.isnan(x) else (f"{x:.0f}" if x >= 100 else f"{x:.1f}")
+
+
+def efficiency_table(inp: Inputs) -> str:
+    if inp.eff is None:
+        return ("% efficiency.csv missing\n\\noindent\\emph{Efficiency measurements are not available: "
+                "results/aggregate/efficiency.csv was not found or is empty.}\n")
+    e = inp.eff.copy()
+    order = {d: i for i, d in enumerate(inp.datasets())}
+    e["_d"] = e["dataset"].map(lambda d: order.get(d, 99))
+    e["_m"] = e["model"].map(model_sort_key)
+    e = e.sort_values(["_d", "resolution", "_m"])
+    ib = inp.infer_batch()
+    train_bs = sorted({int(to_float(v)) for v in e.get("train_batch_size", []) if not math.isnan(to_float(v))})
+    bs_text = join_words([str(b) for b in train_bs]) or "an unrecorded size"
+    lines = ["% Generated by ssmvit.report from results/aggregate/efficiency.csv; do not edit."]
+    cap = (f"Cost of each configuration, measured on {inp.eff_device_text()}. Params: trainable parameters. "
+           "Mult-Adds: multiply-accumulate operations of one forward pass of one image, counted three ways: "
+           "by thop, by PyTorch's FlopCounterMode (FlopCounter) and analytically from the layer shapes. "
+           f"Peak VRAM: peak allocated GPU memory (MB, i.e.\\ MiB) of a training step with batch size {bs_text}. "
+           f"Train: training samples/s (fp32, batch {bs_text}).")
+    if ib:
+        cap += f" Infer.: inference samples/s at batch {ib[0]}."
+    if inp.eff_cpu_only():
+        cap += (" Profiling ran on CPU: peak VRAM does not apply (n/a) and throughput is CPU throughput, "
+                "not comparable with GPU numbers.")
+    all_notes = [str(v) for v in dict.fromkeys(e["data_note"]) if not is_missing(v)]
+    if len(all_notes) == 1 and not e["data_note"].map(is_missing).any():
+        cap += f" Profiling inputs: {tex_escape(all_notes[0])}."
+    elif all_notes:
+        notes = []
+        for d, g in e.groupby("dataset", sort=False):
+            vals = [str(v) for v in dict.fromkeys(g["data_note"]) if not is_missing(v)]
+            if vals:
+                notes.append(f"{tex_escape(dataset_label(d))}: {tex_escape('; '.join(vals))}")
+        cap += " Profiling inputs: " + "; ".join(notes) + "."
+    shown = [c for c, _ in MAC_COUNTS] + ["train_peak_allocated_mb", "train_samples_per_s_fp32"] + ([ib[1]] if ib else [])
+    oom = [c for c in shown if c in e.columns and e[c].map(is_oom).any()]
+    if oom:
+        cap += " OOM: out of memory."
+    lines += ["\\begin{table}[htbp]", "\\centering", "\\footnotesize", "\\setlength{\\tabcolsep}{3.5pt}",
+              f"\\caption{{{cap}}}", "\\label{tab:efficiency}",
+              "\\begin{tabular}{llrrrrrrr}", "\\toprule",
+              "& & & \\multicolumn{3}{c}{Mult-Adds} & Peak VRAM & \\multicolumn{2}{c}{Throughput (samples/s)} \\\\",
+              "\\cmidrule(lr){4-6} \\cmidrule(lr){8-9}",
+              f"Dataset & Model (Res.) & Params & thop & FlopCounter & analytic & (MB) & Train & "
+              "Infer. \\\\",
+              "\\midrule"]
+    first = True
+    for _, g in e.groupby("_d", sort=True):
+        if not first:
+            lines.append("\\midrule")
+        first = False
+        for i, (_, r) in enumerate(g.iterrows()):
+            dcell = tex_escape(dataset_label(r["dataset"])) if i == 0 else ""
+            res = int(r["resolution"])
+            mcell = f"{tex_escape(model_label(r['model']))} ({res}$\\times${res})"
+            macs = [("OOM" if is_oom(r.get(c)) else fmt_count(r.get(c))) for c, _ in MAC_COUNTS]
+            lines.append(" & ".join([dcell, mcell, fmt_count(r.get("params")), *macs,
+                                     _vram_cell(r, "train_peak_allocated_mb"),
+                                     _rate_cell(r.get("train_samples_per_s_fp32")),
+                                     _rate_cell(r.get(ib[1])) if ib else "--"]) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def paired_table(inp: Inputs) -> str:
+    if inp.paired is None:
+        both = [(d, r) for d, r in inp.trained_pairs()
+                if inp.acc_row(d, r, "vit") is not None and inp.acc_row(d, r, "s4d") is not None]
+        why = ("no dataset/resolution has both models trained" if not both
+               else "results/aggregate/paired.csv was not found or is empty")
+        return ("% paired.csv missing\n\\noindent\\emph{No paired comparison is available: it needs ViT and S4D "
+                f"test predictions on the same images, and {why}.}}\n")
+    p = inp.paired.copy()
+    order = {d: i for i, d in enumerate(inp.datasets())}
+    p["_d"] = p["dataset"].map(lambda d: order.get(d, 99))
+    p = p.sort_values(["_d", "resolution", "seed"])
+    lines = ["% Generated by ssmvit.report from results/aggregate/paired.csv; do not edit.",
+             "\\begin{table}[htbp]", "\\centering", "\\footnotesize", "\\setlength{\\tabcolsep}{4pt}",
+             "\\caption{ViT versus S4D on the same test images, per seed. ViT$-$S4D: difference in test "
+             "accuracy with its 95\\% paired bootstrap interval (test images resampled). $b$/$c$: test images "
+             "that only ViT / only S4D classifies correctly. $p$: two-sided exact McNemar test on $b$ and $c$.}",
+             "\\label{tab:paired}",
+             "\\begin{tabular}{llrrcccrc}", "\\toprule",
+             "Dataset & Res. & Seed & $n$ & ViT & S4D & ViT$-$S4D [95\\% CI] & $b$/$c$ & McNemar $p$ \\\\",
+             "\\midrule"]
+    prev = None
+    for _, r in p.iterrows():
+        d = str(r["dataset"])
+        if prev is not None and d != prev:
+            lines.append("\\midrule")
+        dcell = tex_escape(dataset_label(d)) if d != prev else ""
+        prev = d
+        res = int(r["resolution"])
+        ci = f"${fmt_signed(r['diff_vit_minus_s4d'])}$ [${fmt_signed(r['ci95_low'])}$, ${fmt_signed(r['ci95_high'])}$]"
+        b, c = int(to_float(r["only_vit_right"])), int(to_float(r["only_s4d_right"]))
+        rcell = str(res) + ("$^{u}$" if inp.fact(d, res).get("upsampled") else "")
+        lines.append(f"{dcell} & {rcell} & {int(r['seed'])} & {int(to_float(r['n_test']))} & {fmt(r['vit_acc'])} & "
+                     f"{fmt(r['s4d_acc'])} & {ci} & {b}/{c} & {fmt_p(r['mcnemar_p'])} \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    ups = sorted({(int(r), inp.fact(d, r).get("source_size")) for d, r in zip(p["dataset"], p["resolution"])
+                  if inp.fact(d, r).get("upsampled")})
+    if ups:
+        lines += ["\\par\\smallskip{\\footnotesize " + " ".join(
+            f"$^{{u}}$\\,{res_tex(r)} upsampled from {res_tex(s)}." for r, s in ups if s) + "}"]
+    lines += ["\\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- setup (from the config)
+
+def _describe(dataset):
+    try:
+        from .datasets import describe
+
+        return describe(dataset)
+    except Exception:  # medmnist missing: the setup still says what the config says
+        return None
+
+
+def _s4d_dt_range():
+    try:
+        import inspect
+
+        from .models.s4d import S4DKernel
+
+        params = inspect.signature(S4DKernel.__init__).parameters
+        return params["dt_min"].default, params["dt_max"].default
+    except Exception:
+        return None
+
+
+def setup_text(inp: Inputs, M: Macros) -> str:
+    cfg = inp.cfg
+    st, tr, mv, ms = cfg["study"], cfg["train"], cfg["models"]["vit"], cfg["models"]["s4d"]
+    prof = cfg.get("profile") or {}
+    ups = inp.upsample_map()
+    out = ["% Generated by ssmvit.report from the study config; do not edit."]
+
+    # data
+    dsets = []
+    for d in st["datasets"]:
+        desc = _describe(d)
+        if desc:
+            kind = "grayscale" if desc["n_channels"] == 1 else "RGB"
+            n = desc["n_samples"]
+            dsets.append(f"{tex_escape(dataset_label(d))} ({desc['n_classes']} classes, {kind}; "
+                         f"{n.get('train')}/{n.get('val')}/{n.get('test')} train/validation/test images)")
+        else:
+            dsets.append(tex_escape(dataset_label(d)))
+    res_parts = []
+    for r in st["resolutions"]:
+        if int(r) in ups:
+            s = ups[int(r)]
+            res_parts.append(f"{res_tex(r)} images are made by resizing the official {res_tex(s)} file "
+                             f"(bilinear, antialiased), i.e.\\ upsampled from {res_tex(s)}, because the "
+                             f"official {res_tex(r)} file was not used")
+        else:
+            res_parts.append(f"{res_tex(r)} images come from the official MedMNIST file of that size")
+    text = (f"\\paragraph{{Data.}} We train on {join_words(dsets)} from MedMNIST "
+            f"\\citep{{yang2023medmnist}} at {join_words([res_tex(r) for r in st['resolutions']])} pixels. "
+            + "; ".join(p[0].upper() + p[1:] for p in res_parts) + ". "
+            "Images are scaled to $[0,1]$ and standardised per channel with the mean and standard deviation "
+            "of the training split; there is no augmentation. Each file is verified against its md5 sum before use.")
+    if tr.get("max_train_samples"):
+        text += (f" Training uses a fixed random subset of at most {int(tr['max_train_samples'])} training images "
+                 "(the same subset for every model and seed).")
+    if tr.get("max_eval_samples"):
+        text += (f" Validation and test use fixed random subsets of at most {int(tr['max_eval_samples'])} images.")
+    po = st.get("profile_only") or []
+    if po:
+        text += (f" {join_words([tex_escape(dataset_label(d)) for d in po])} "
+                 f"{'is' if len(po) == 1 else 'are'} profiled from {'its' if len(po) == 1 else 'their'} image shape and number of classes only: "
+                 f"{'its' if len(po) == 1 else 'their'} images were not available (\\emph{{needs download}}), so no model is trained on "
+                 f"{'it' if len(po) == 1 else 'them'}.")
+    out.append(text)
+
+    # models
+    models = st["models"]
+    mtext = ["\\paragraph{Models.}"]
+    if "vit" in models:
+        p = int(mv["patch_size"])
+        toks = join_words([f"{(int(r) // p) ** 2 + 1} tokens at {res_tex(r)}" for r in st["resolutions"]])
+        mtext.append(f"ViT: patch size {p}, embedding dimension {mv['embed_dim']}, {mv['depth']} pre-norm "
+                     f"blocks with {mv['num_heads']} attention heads and MLP width {mv['mlp_dim']}, dropout "
+                     f"{fmt_sci(mv['dropout'])}; the input sequence has {toks} (patches plus CLS).")
+    if "s4d" in models:
+        lens = join_words([f"{int(r) ** 2} at {res_tex(r)}" for r in st["resolutions"]])
+        dt = _s4d_dt_range()
+        dt_text = (f"; $\\Delta$ is initialised log-uniformly in [{fmt_sci(dt[0])}, {fmt_sci(dt[1])}]" if dt else "")
+        mtext.append(f"S4D: {ms['n_layers']} residual S4D blocks of width $H={ms['d_model_grayscale']}$ for "
+                     f"grayscale and $H={ms['d_model_rgb']}$ for RGB data, state size $N={ms['d_state']}$ "
+                     f"({int(ms['d_state']) // 2} complex conjugate pairs), dropout {fmt_sci(ms['dropout'])}{dt_text}; "
+                     f"the pixel sequence has length {lens}.")
+    out.append(" ".join(mtext))
+
+    # training
+    lrs = []
+    if "vit" in models:
+        lrs.append(f"{fmt_sci(mv['lr'])} for ViT")
+    if "s4d" in models:
+        lrs.append(f"{fmt_sci(ms['lr'])} for S4D")
+    sched = ("a cosine schedule annealed per step to zero over the whole run" if tr["scheduler"] == "cosine"
+             else "a constant learning rate")
+    seeds = [int(s) for s in st["seeds"]]
+    ttext = (f"\\paragraph{{Training.}} Every model is trained for {int(tr['epochs'])} epochs with AdamW "
+             f"\\citep{{loshchilov2019adamw}} (weight decay {fmt_sci(tr['weight_decay'])}), learning rate "
+             f"{join_words(lrs)} and {sched}, batch size {int(tr['batch_size'])} and cross-entropy loss.")
+    if "s4d" in models:
+        ttext += (f" The S4D parameters $\\Delta$, $A$ and $C$ use learning rate "
+                  f"$\\min(\\text{{lr}}, {fmt_sci(ms['ssm_lr']).strip('$')})$ = "
+                  f"{fmt_sci(min(float(ms['lr']), float(ms['ssm_lr'])))} and no weight decay, as in the S4 "
+                  "reference implementation.")
+    ttext += (f" Each configuration is trained with {len(seeds)} seed{'s' if len(seeds) != 1 else ''} "
+              f"({', '.join(map(str, seeds))}); the checkpoint with the best validation accuracy is evaluated "
+              "on the test split. ACC and AUC are computed as in MedMNIST's evaluator; ViT and S4D are compared "
+              "on the same test images with McNemar's exact test \\citep{mcnemar1947} and a paired bootstrap "
+              "interval of the accuracy difference.")
+    out.append(ttext)
+
+    if prof:
+        bss = ", ".join(str(int(b)) for b in prof.get("batch_sizes", []))
+        dev = str(prof.get("device", "auto"))
+        dev_text = ("the GPU when one is present, else the CPU" if dev == "auto" else f"device \\texttt{{{tex_escape(dev)}}}")
+        out.append(f"\\paragraph{{Profiling.}} Parameters and Mult-Adds are counted per configuration; "
+                   f"inference throughput is timed at batch sizes {bss} "
+                   f"({int(prof.get('warmup', 0))} warm-up and {int(prof.get('repeats', 0))} timed repetitions) "
+                   f"on {dev_text}, together with training throughput and peak memory.")
+    M.add("NumEpochs", str(int(tr["epochs"])))
+    M.add("BatchSize", str(int(tr["batch_size"])))
+    M.add("NumSeeds", str(len(seeds)))
+    M.add("WeightDecay", fmt_sci(tr["weight_decay"]))
+    if "vit" in models:
+        M.add("LrViT", fmt_sci(mv["lr"]))
+    if "s4d" in models:
+        M.add("LrSFourD", fmt_sci(ms["lr"]))
+    return "\n\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------- reproducibility
+
+def reproducibility_text(inp: Inputs) -> str:
+    lines = ["% Generated by ssmvit.report from results/aggregate/provenance.json; do not edit."]
+    prov = inp.prov
+    if not prov:
+        lines.append("\\noindent\\emph{Provenance is not available: results/aggregate/provenance.json was not "
+                     "found or is unreadable.}")
+    else:
+        def val(key, mono=False):
+            v = prov.get(key)
+            if v is None or v == "":
+                return "not recorded"
+            return f"{{\\footnotesize\\texttt{{{tex_escape(v)}}}}}" if mono else tex_escape(v)
+
+        commit = val("git_commit", mono=True)
+        dirty = prov.get("git_dirty")
+        if dirty is True:
+            commit += " (with uncommitted changes: the commit alone does not reproduce these results)"
+        elif dirty is False:
+            commit += " (clean working tree)"
+        lines += ["\\begin{itemize}\\setlength{\\itemsep}{0pt}",
+                  f"\\item Code: git commit {commit}.",
+                  f"\\item Config file {val('config_file', mono=True)}, SHA-256: {val('config_sha256', mono=True)}.",
+                  f"\\item \\texttt{{dvc.lock}} SHA-256: {val('dvc_lock_sha256', mono=True)}.",
+                  f"\\item Device: {val('device_name')}; driver {val('driver')}; CUDA {val('cuda')}.",
+                  f"\\item Software: PyTorch {val('torch')}, Python {val('python')}."]
+        stages = prov.get("stage_seconds") or {}
+        if stages:
+            parts = [f"{tex_escape(k)} {fmt_seconds(v)}" for k, v in stages.items()]
+            lines.append(f"\\item Wall time per stage: {join_words(parts)}.")
+        else:
+            lines.append("\\item Wall time per stage: not recorded.")
+        lines.append(f"\\item Generated at: {val('generated_at')}.")
+        lines.append("\\end{itemize}")
+    tdev = inp.train_devices()
+    if tdev:
+        lines.append(f"Training ran on {join_words([tex_escape(d) for d in tdev])}.")
+    if inp.runs is not None and "train_seconds" in inp.runs.columns:
+        total = pd.to_numeric(inp.runs["train_seconds"], errors="coerce").sum(min_count=1)
+        if not nan(float(total)):
+            lines.append(f"The {len(inp.runs)} training runs took {fmt_seconds(total)} of training time in total.")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- figures
+
+def figures_tex(inp: Inputs) -> str:
+    figs = inp.manifest.get("figures", [])
+    rel = Path(os.path.relpath(inp.figures_dir.resolve(), inp.paper_dir.resolve())).as_posix()
+
+    def path(name):
+        return f"{rel}/{name}"
+
+    def fig(name, caption, label, width="\\linewidth"):
+        return ("\\begin{figure}[htbp]\n\\centering\n"
+                f"\\includegraphics[width={width}]{{{path(name)}}}\n"
+                f"\\caption{{{caption}}}\n\\label{{{label}}}\n\\end{{figure}}\n")
+
+    def synth(e):
+        return " Synthetic data, not MedMNIST." if e.get("synthetic") else ""
+
+    groups = {"Curves": [], "Confusion": [], "Efficiency": [], "AccuracyCost": []}
+    refs = {k: [] for k in groups}
+    for e in figs:
+        kind = e["kind"]
+        if kind == "curves":
+            d = tex_escape(dataset_label(e["dataset"]))
+            seeds = e.get("n_seeds") or {}
+            nmax = max(seeds.values() or [1])
+            band = f"mean over seeds ({', '.join(f'{model_label(m)}: {n}' for m, n in sorted(seeds.items(), key=lambda x: model_sort_key(x[0])))}) with min--max band" if nmax > 1 else "one seed"
+            ups = [f"{res_tex(r)} upsampled from {res_tex((e.get('source_sizes') or {}).get(str(r)))}"
+                   for r in e.get("upsampled", []) if (e.get("source_sizes") or {}).get(str(r))]
+            cap = (f"Training curves on {d}: validation accuracy (top) and training loss (bottom) per epoch, "
+                   f"{band}; one column per resolution"
+                   + (f" ({'; '.join(ups)})" if ups else "") + "." + synth(e))
+            lab = f"fig:curves-{e['dataset']}"
+            groups["Curves"].append(fig(e["file"], cap, lab))
+            refs["Curves"].append(lab)
+        elif kind == "confusion":
+            d = tex_escape(dataset_label(e["dataset"]))
+            res = int(e["resolution"])
+            rt = res_tex(res) + (f" (upsampled from {res_tex(e['source_size'])})" if e.get("upsampled") and e.get("source_size") else "")
+            models = e.get("models", [])
+            side = join_words([f"{model_label(m)} ({'left' if i == 0 else 'right'}, seed {e['seeds'][m]})"
+                               for i, m in enumerate(models)]) if len(models) > 1 else \
+                f"{model_label(models[0])} (seed {e['seeds'][models[0]]}; the other model has no run)"
+            cap = (f"Test confusion matrices on {d} at {rt}: {side}; each row is normalised by the number of "
+                   f"test images of its true class." + synth(e))
+            lab = f"fig:confusion-{e['dataset']}-{res}"
+            groups["Confusion"].append(fig(e["file"], cap, lab, "0.95\\linewidth"))
+            refs["Confusion"].append(lab)
+        elif kind == "throughput":
+            ooms = e.get("ooms") or []
+            cap = (f"Inference throughput (samples/s) against batch size, log--log, on {inp.eff_device_text()}; "
+                   "one panel per resolution, one colour per model, one line style per dataset."
+                   + (" " + "; ".join(tex_escape(o) for o in ooms) + "." if ooms else "")
+                   + (" Measured on CPU: not comparable with GPU throughput." if e.get("cpu_only") else ""))
+            groups["Efficiency"].append(fig(e["file"], cap, "fig:throughput"))
+            refs["Efficiency"].append("fig:throughput")
+        elif kind == "vram":
+            if e.get("vram_measured"):
+                left = "Peak allocated GPU memory of a training step (left)"
+            elif e.get("cpu_only"):
+                left = "Peak VRAM (left) is not measured: profiling ran on CPU, where it does not apply"
+            else:
+                left = "Peak VRAM (left) was not measured"
+            right = "peak host memory (RSS) of the profiling process (right)" if e.get("rss_measured") else \
+                "host memory (right) was not measured"
+            cap = f"{left}; {right}; against resolution, on {inp.eff_device_text()}."
+            groups["Efficiency"].append(fig(e["file"], cap, "fig:vram", "0.85\\linewidth"))
+            refs["Efficiency"].append("fig:vram")
+        elif kind == "macs":
+            cap = ("Mult-Adds of one forward pass of one image for every configuration, counted by "
+                   f"{join_words([tex_escape(c) for c in e.get('counters', [])])} (log scale). "
+                   "A missing bar (n/a) is a count the counter could not produce.")
+            groups["Efficiency"].append(fig(e["file"], cap, "fig:macs"))
+            refs["Efficiency"].append("fig:macs")
+    cost = {e["kind"]: e for e in figs if e["kind"] in ("acc_vs_params", "acc_vs_macs")}
+    if cost:
+        parts = []
+        for kind, what in (("acc_vs_params", "parameters"), ("acc_vs_macs", "Mult-Adds")):
+            if kind in cost:
+                e = cost[kind]
+                extra = f" ({tex_escape(e['counter'])} count)" if kind == "acc_vs_macs" and e.get("counter") else ""
+                parts.append((e["file"], f"{what}{extra}"))
+        width = "0.49\\linewidth" if len(parts) == 2 else "0.6\\linewidth"
+        body = "\n".join(f"\\includegraphics[width={width}]{{{path(f)}}}" for f, _ in parts)
+        which = join_words([f"{w} ({'left' if i == 0 and len(parts) == 2 else 'right' if len(parts) == 2 else 'log scale'})"
+                            for i, (_, w) in enumerate(parts)])
+        ups = any(f.get("upsampled") for f in inp.facts.values())
+        cap = (f"Test accuracy (mean $\\pm$ std over seeds) against {which}, log $x$ axis; colour: model, "
+               "marker: dataset, label: resolution" + ("; hollow markers: upsampled inputs" if ups else "") + "."
+               + (" Synthetic data, not MedMNIST." if any(e.get("synthetic") for e in cost.values()) else ""))
+        groups["AccuracyCost"].append("\\begin{figure}[htbp]\n\\centering\n" + body + f"\n\\caption{{{cap}}}\n"
+                                      "\\label{fig:acc-cost}\n\\end{figure}\n")
+        refs["AccuracyCost"].append("fig:acc-cost")
+
+    def ref_list(labels):
+        if not labels:
+            return ""
+        word = "Figure" if len(labels) == 1 else "Figures"
+        return f"{word}~" + join_words([f"\\ref{{{l}}}" for l in labels])
+
+    sentences = {
+        "Curves": (f"{ref_list(refs['Curves'])} show{'s' if len(refs['Curves']) == 1 else ''} the training curves."
+                   if refs["Curves"] else "No training-curve figure was produced (no training histories were available)."),
+        "Confusion": (f"{ref_list(refs['Confusion'])} show{'s' if len(refs['Confusion']) == 1 else ''} the test confusion matrices."
+                      if refs["Confusion"] else "No confusion-matrix figure was produced (no evaluated runs were available)."),
+        "Efficiency": (f"{ref_list(refs['Efficiency'])} show{'s' if len(refs['Efficiency']) == 1 else ''} the efficiency measurements."
+                       if refs["Efficiency"] else "No efficiency figure was produced (no efficiency measurements were available)."),
+        "AccuracyCost": (f"{ref_list(refs['AccuracyCost'])} relates accuracy to model size and compute."
+                         if refs["AccuracyCost"] else "No accuracy-versus-cost figure was produced (it needs trained runs)."),
+    }
+    lines = ["% Generated by ssmvit.report from the figures manifest; do not edit.",
+             f"% Figures are referenced relative to the paper folder ({tex_escape(rel)}/).",
+             "% \\Figures<Group> place the floats of a group; \\<Group>Sentence refers to them."]
+    for g, floats in groups.items():
+        lines.append(f"\\newcommand{{\\Figures{g}}}{{%\n" + "".join(floats) + "}")
+        lines.append(f"\\newcommand{{\\{g}Sentence}}{{{sentences[g]}}}")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- text
+
+def _paired_summary(inp: Inputs, dataset, res):
+    if inp.paired is None:
+        return None
+    p = inp.paired[(inp.paired["dataset"] == dataset) & (inp.paired["resolution"] == int(res))]
+    if p.empty:
+        return None
+    diff = pd.to_numeric(p["diff_vit_minus_s4d"], errors="coerce")
+    lo = pd.to_numeric(p["ci95_low"], errors="coerce")
+    hi = pd.to_numeric(p["ci95_high"], errors="coerce")
+    pv = pd.to_numeric(p["mcnemar_p"], errors="coerce")
+    n = len(p)
+    vit_ci, s4d_ci = int((lo > 0).sum()), int((hi < 0).sum())
+    sig = int((pv < ALPHA).sum())
+    if vit_ci == n:
+        verdict = "vit"
+    elif s4d_ci == n:
+        verdict = "s4d"
+    elif vit_ci and s4d_ci:
+        verdict = "mixed"
+    elif vit_ci or s4d_ci:
+        verdict = "partial"
+    else:
+        verdict = "none"
+    return {"n": n, "mean_diff": float(diff.mean()), "vit_ci": vit_ci, "s4d_ci": s4d_ci, "sig": sig,
+            "verdict": verdict, "max_p": float(pv.max()), "min_p": float(pv.min())}
+
+
+def _data_clause(inp, dataset, res) -> str:
+    f = inp.fact(dataset, res)
+    bits = []
+    if f.get("upsampled") and f.get("source_size"):
+        bits.append(f"upsampled from {res_tex(f['source_size'])}")
+    if f.get("official") is False:
+        bits.append("synthetic data, not MedMNIST")
+    return f" ({'; '.join(bits)})" if bits else ""
+
+
+def results_text(inp: Inputs, M: Macros) -> str:
+    out = ["% Generated by ssmvit.report from results/aggregate; do not edit."]
+    if inp.acc is None:
+        out.append("No accuracy results are available yet (results/aggregate/accuracy.csv is missing).")
+        return "\n".join(out) + "\n"
+    paras = []
+    for dataset in inp.datasets():
+        pairs = [(d, r) for d, r in inp.trained_pairs() if d == dataset]
+        if not pairs:
+            continue
+        dt, dl = dataset_tag(dataset), tex_escape(dataset_label(dataset))
+        sents = []
+        for _, res in pairs:
+            rt = res_tag(res)
+            trained = [m for m in inp.models() if inp.acc_row(dataset, res, m) is not None]
+            vals = {}
+            for m in trained:
+                r = inp.acc_row(dataset, res, m)
+                tag = f"{dt}{rt}{model_tag(m)}"
+                vals[m] = {"acc": M.add(f"Acc{tag}", fmt(r["acc_mean"])),
+                           "std": (M.add(f"AccStd{tag}", fmt(r["acc_std"])) if not math.isnan(to_float(r.get("acc_std"))) else None),
+                           "auc": M.add(f"Auc{tag}", fmt(r["auc_mean"])),
+                           "n": int(to_float(r.get("n_seeds")))}
+                if not math.isnan(to_float(r.get("f1_mean"))):
+                    M.add(f"FOne{tag}", fmt(r["f1_mean"]))
+                if not math.isnan(to_float(r.get("params"))):
+                    M.add(f"Params{tag}", fmt_count(r["params"]))
+
+            def acc_phrase(m):
+                v = vals[m]
+                return f"{v['acc']}" + (f"~$\\pm$~{v['std']}" if v["std"] else "")
+
+            ns = sorted({v["n"] for v in vals.values()})
+            seeds_text = (f"mean $\\pm$ standard deviation over {join_words(map(str, ns))} seeds"
+                          if max(ns) > 1 else "a single seed, so no deviation")
+            if len(trained) >= 2:
+                s = (f"On {dl} at {res_tex(res)}{_data_clause(inp, dataset, res)}, "
+                     + join_words([f"{model_label(m)} reaches a test accuracy of {acc_phrase(m)} (AUC {vals[m]['auc']})"
+                                   for m in trained]) + f" ({seeds_text}).")
+            else:
+                m = trained[0]
+                s = (f"On {dl} at {res_tex(res)}{_data_clause(inp, dataset, res)}, only {model_label(m)} was "
+                     f"trained; it reaches a test accuracy of {acc_phrase(m)} (AUC {vals[m]['auc']}; {seeds_text}), "
+                     "so no comparison is made.")
+            sents.append(s)
+            ps = _paired_summary(inp, dataset, res)
+            if ps:
+                tag = f"{dt}{rt}"
+                dm = M.add(f"AccDiff{tag}", fmt_signed_math(ps["mean_diff"]))
+                n = ps["n"]
+                seeds_word = "seed" if n == 1 else "seeds"
+                t = (f"On the same test images the ViT$-$S4D accuracy difference is {dm}"
+                     + (" averaged over " + f"{n} {seeds_word}" if n > 1 else "") + "; ")
+                excl = ps["vit_ci"] + ps["s4d_ci"]
+                if ps["verdict"] == "vit":
+                    t += (f"its 95\\% bootstrap interval lies above zero in {'every seed' if n > 1 else 'this seed'}, "
+                          "so ViT is the more accurate model here")
+                elif ps["verdict"] == "s4d":
+                    t += (f"its 95\\% bootstrap interval lies below zero in {'every seed' if n > 1 else 'this seed'}, "
+                          "so S4D is the more accurate model here")
+                elif ps["verdict"] == "mixed":
+                    t += "the interval excludes zero in opposite directions in different seeds, so the direction is not consistent"
+                elif ps["verdict"] == "partial":
+                    t += (f"the interval excludes zero in only {excl} of {n} seeds, so the direction is not "
+                          "established across seeds")
+                else:
+                    t += "the 95\\% bootstrap interval contains zero, so no difference is established"
+                t += (f", and McNemar's test gives $p<{ALPHA}$ in {ps['sig']} of {n} {seeds_word}." if n > 1 else
+                      f", and McNemar's test gives $p={fmt_p(ps['min_p']).strip('$')}$.")
+                sents.append(t)
+            # parameter ratio
+            if "vit" in trained and "s4d" in trained:
+                pv, pss = to_float(inp.acc_row(dataset, res, "vit").get("params")), to_float(inp.acc_row(dataset, res, "s4d").get("params"))
+                if not math.isnan(pv) and not math.isnan(pss) and pss > 0:
+                    M.add(f"ParamRatio{dt}{rt}", ratio_text(pv / pss))
+        # best accuracy of the dataset
+        ok = inp.acc_rows("ok")
+        okd = ok[ok["dataset"] == dataset]
+        if len(okd):
+            best = okd.loc[pd.to_numeric(okd["acc_mean"], errors="coerce").idxmax()]
+            b = M.add(f"BestAcc{dt}", fmt(best["acc_mean"]))
+            bm = M.add(f"BestAccModel{dt}", tex_escape(model_label(best["model"])))
+            br = M.add(f"BestAccRes{dt}", res_tex(best["resolution"]))
+            s = f"The best mean accuracy on {dl}, {b}, is reached by {bm} at {br}."
+            ref = to_float(best.get("ref_resnet18_28_acc"))
+            synthetic = any(to_bool(v) is False for v in okd.get("official_data", []))
+            if not math.isnan(ref):
+                rr = M.add(f"RefAcc{dt}", fmt(ref))
+                if synthetic:
+                    s += (f" The MedMNIST v2 ResNet-18 (28) reference of {rr} is not comparable here, because "
+                          "these runs use synthetic data.")
+                else:
+                    word = "below" if float(best["acc_mean"]) < ref else "at or above"
+                    ep = to_float(best.get("epochs"))
+                    ep_text = (f" than the {M.add(f'BestAccEpochs{dt}', str(int(ep)))} epochs of this run"
+                               if not math.isnan(ep) else "")
+                    s += (f" This is {word} the MedMNIST v2 ResNet-18 (28) reference of {rr}, which was trained "
+                          f"far longer{ep_text}.")
+            sents.append(s)
+        paras.append(" ".join(sents))
+    nd = inp.needs_download()
+    if nd:
+        names = join_words([tex_escape(dataset_label(d)) for d in nd])
+        paras.append(f"{names} {'was' if len(nd) == 1 else 'were'} not trained: "
+                     f"{'its' if len(nd) == 1 else 'their'} images were not available to the pipeline "
+                     "(\\emph{needs download}), so the accuracy table lists "
+                     f"{'it' if len(nd) == 1 else 'them'} without results"
+                     + (f"; {'it appears' if len(nd) == 1 else 'they appear'} in the efficiency measurements, "
+                        "which need only the image shape and the number of classes."
+                        if inp.eff is not None and set(nd) & set(inp.eff["dataset"]) else "."))
+    if not paras:
+        paras.append("No model has been trained and evaluated yet, so there are no accuracy results.")
+    out += paras
+    return "\n\n".join(out) + "\n"
+
+
+def _ratio_range(values):
+    v = [x for x in values if not math.isnan(x)]
+    return (min(v), max(v)) if v else None
+
+
+def _range_text(rng) -> str:
+    lo, hi = rng
+    return ratio_text(lo) if ratio_text(lo) == ratio_text(hi) else f"{ratio_text(lo)}--{ratio_text(hi)}"
+
+
+def _compare_text(rng, what, M: Macros, name: str) -> str:
+    """'\\XMin{}--\\XMax{} times ViT's (higher on every dataset)'; the direction is read from the data."""
+    lo, hi = rng
+    lo_m = M.add(f"{name}Min", ratio_text(lo))
+    hi_m = M.add(f"{name}Max", ratio_text(hi))
+    text = (lo_m if ratio_text(lo) == ratio_text(hi) else f"{lo_m}--{hi_m}") + " times ViT's"
+    if lo > 1:
+        return text + f" ({what[0]} on every dataset)"
+    if hi < 1:
+        return text + f" ({what[1]} on every dataset)"
+    if _range_text(rng) == ratio_text(1.0):
+        return text + " (about the same)"
+    return text + f" ({what[0]} on some datasets, {what[1]} on others)"
+
+
+def discussion_text(inp: Inputs, M: Macros) -> str:
+    out = ["% Generated by ssmvit.report from results/aggregate; do not edit."]
+    paras = []
+    # accuracy summary over (dataset, res) pairs with a paired comparison
+    verdicts = {"vit": [], "s4d": [], "other": []}
+    for d, r in inp.trained_pairs():
+        ps = _paired_summary(inp, d, r)
+        if ps:
+            key = ps["verdict"] if ps["verdict"] in ("vit", "s4d") else "other"
+            verdicts[key].append(f"{tex_escape(dataset_label(d))} {res_tex(r)}")
+    n_cmp = sum(len(v) for v in verdicts.values())
+    if n_cmp:
+        nc = M.add("NumComparisons", str(n_cmp))
+        nv = M.add("NumViTBetter", str(len(verdicts["vit"])))
+        ns = M.add("NumSFourDBetter", str(len(verdicts["s4d"])))
+        no = M.add("NumNoConsistentDifference", str(len(verdicts["other"])))
+        s = (f"Across the {nc} dataset/resolution pair{'s' if n_cmp != 1 else ''} where both models were "
+             f"trained, ViT was more accurate (bootstrap interval above zero in every seed) in {nv}"
+             + (f" ({join_words(verdicts['vit'])})" if verdicts["vit"] else "")
+             + f", S4D in {ns}"
+             + (f" ({join_words(verdicts['s4d'])})" if verdicts["s4d"] else "")
+             + f", and {no} showed no difference consistent across seeds"
+             + (f" ({join_words(verdicts['other'])})" if verdicts["other"] else "") + ".")
+        if inp.synthetic():
+            s += (" Because the data are synthetic, these outcomes only show that the pipeline produces and "
+                  "tests a comparison; they are not evidence about the models on medical images.")
+        paras.append(s)
+    else:
+        paras.append("No dataset/resolution pair has both models trained and evaluated on the same test images, "
+                     "so no accuracy comparison can be made.")
+
+    # resolution effect
+    res_sents = []
+    for dataset in inp.datasets():
+        rs = sorted({r for d, r in inp.trained_pairs() if d == dataset})
+        if len(rs) < 2:
+            continue
+        lo_r, hi_r = rs[0], rs[-1]
+        parts = []
+        for m in inp.models():
+            a, b = inp.acc_row(dataset, lo_r, m), inp.acc_row(dataset, hi_r, m)
+            if a is None or b is None:
+                continue
+            delta = float(b["acc_mean"]) - float(a["acc_mean"])
+            mac = M.add(f"ResGain{dataset_tag(dataset)}{model_tag(m)}", fmt_signed_math(delta))
+            parts.append(f"{model_label(m)} by {mac}")
+        if parts:
+            f = inp.fact(dataset, hi_r)
+            note = (f"; the {res_tex(hi_r)} images are upsampled from {res_tex(f['source_size'])}, so this isolates "
+                    "the effect of a longer input sequence (more pixels for S4D, more patches for ViT), not of more "
+                    "image detail" if f.get("upsampled") and f.get("source_size") else "")
+            res_sents.append(f"On {tex_escape(dataset_label(dataset))}, going from {res_tex(lo_r)} to {res_tex(hi_r)} "
+                             f"changes the mean accuracy of {join_words(parts)}{note}.")
+    if res_sents:
+        paras.append(" ".join(res_sents))
+
+    # parameters, from accuracy or efficiency rows
+    ratios = []
+    src = inp.eff if inp.eff is not None else (inp.acc_rows("ok") if inp.acc is not None else None)
+    if src is not None and len(src):
+        for (d, r), g in src.groupby(["dataset", "resolution"]):
+            pv = g[g["model"] == "vit"]["params"]
+            ps_ = g[g["model"] == "s4d"]["params"]
+            if len(pv) and len(ps_):
+                a, b = to_float(pv.iloc[0]), to_float(ps_.iloc[0])
+                if not math.isnan(a) and not math.isnan(b) and b > 0:
+                    ratios.append(a / b)
+    if ratios:
+        lo, hi = min(ratios), max(ratios)
+        M.add("ParamRatioMin", ratio_text(lo))
+        M.add("ParamRatioMax", ratio_text(hi))
+        rng = "\\ParamRatioMin{}" if ratio_text(lo) == ratio_text(hi) else "\\ParamRatioMin{}--\\ParamRatioMax{}"
+        if lo > 1:
+            paras.append(f"ViT has {rng} times as many parameters as S4D in every configuration. "
+                         "Parameter count alone does not decide speed or memory, which depend on the sequence "
+                         "length each model processes.")
+        elif hi < 1:
+            paras.append(f"S4D has more parameters than ViT in every configuration (ViT/S4D ratio {rng}).")
+        else:
+            paras.append(f"The ViT/S4D parameter ratio ranges over {rng}, so neither model is consistently smaller.")
+
+    # throughput and memory
+    if inp.eff is not None:
+        dev = inp.eff_device_text()
+        ib = inp.infer_batch()
+        eff_sents = []
+        for res in sorted(inp.eff["resolution"].unique()):
+            e = inp.eff[inp.eff["resolution"] == res]
+            inf, trn, mem = [], [], []
+            for d, g in e.groupby("dataset"):
+                v, s = g[g["model"] == "vit"], g[g["model"] == "s4d"]
+                if v.empty or s.empty:
+                    continue
+                v, s = v.iloc[0], s.iloc[0]
+                if ib:
+                    inf.append(to_float(s.get(ib[1])) / to_float(v.get(ib[1])))
+                trn.append(to_float(s.get("train_samples_per_s_fp32")) / to_float(v.get("train_samples_per_s_fp32")))
+                if str(v.get("device_type")).lower() == "cuda":
+                    mem.append(to_float(s.get("train_peak_allocated_mb")) / to_float(v.get("train_peak_allocated_mb")))
+            rt = res_tag(res)
+            parts = []
+            rng = _ratio_range(trn)
+            if rng:
+                parts.append("S4D's training throughput is "
+                             + _compare_text(rng, ("higher", "lower"), M, f"TrainThroughputRatio{rt}"))
+            rng = _ratio_range(inf)
+            if rng:
+                parts.append(f"its inference throughput at batch {ib[0]} is "
+                             + _compare_text(rng, ("higher", "lower"), M, f"InferThroughputRatio{rt}"))
+            rng = _ratio_range(mem)
+            if rng:
+                parts.append("its peak training VRAM is "
+                             + _compare_text(rng, ("larger", "smaller"), M, f"VramRatio{rt}"))
+            if parts:
+                eff_sents.append(f"at {res_tex(res)}, " + join_words(parts) + " (S4D/ViT ratios over datasets)")
+        if eff_sents:
+            paras.append(f"Measured on {dev}: " + "; ".join(eff_sents) + "."
+                         + (" These are CPU measurements; on a GPU the ranking can differ, because FFT "
+                            "convolutions and fused attention kernels scale differently there. Peak VRAM was "
+                            "not measured." if inp.eff_cpu_only() else ""))
+        # MAC counters
+        mac_sents = []
+        for m in inp.models():
+            g = inp.eff[inp.eff["model"] == m]
+            devs = []
+            for _, r in g.iterrows():
+                an = to_float(r.get("macs_analytic"))
+                for col, lab in MAC_COUNTS[:2]:
+                    x = to_float(r.get(col))
+                    if not math.isnan(an) and an > 0 and not math.isnan(x):
+                        devs.append((abs(x / an - 1), lab))
+            if devs:
+                worst = max(devs)
+                pct = M.add(f"MacsMaxDeviation{model_tag(m)}", f"{100 * worst[0]:.0f}\\%")
+                mac_sents.append(f"for {model_label(m)} by at most {pct}")
+        if mac_sents:
+            paras.append("The thop and FlopCounter counts deviate from the analytic Mult-Add count "
+                         + join_words(mac_sents) + ". A counter can miss operations it has no rule for (for S4D, "
+                         "for example, the FFTs and the kernel generation), so a Mult-Add comparison between "
+                         "architectures should name its counter.")
+    else:
+        paras.append("No efficiency measurements were available, so speed and memory are not discussed.")
+    out += paras
+    return "\n\n".join(out) + "\n"
+
+
+def limitations_text(inp: Inputs, M: Macros) -> str:
+    cfg = inp.cfg
+    items = []
+    ep = M.add("NumEpochs", str(int(cfg["train"]["epochs"])))
+    items.append(f"Every model is trained for only {ep} epochs with one fixed set of hyper-parameters per model; "
+                 "longer training or tuning could change both the accuracies and their ranking.")
+    if inp.acc is not None:
+        a = inp.acc_rows("ok")
+        ran = sorted({int(to_float(e)) for e in a.get("epochs", []) if not math.isnan(to_float(e))})
+        if ran and ran != [int(cfg["train"]["epochs"])]:
+            items.append(f"\\textbf{{The results were produced with {join_words(map(str, ran))} epochs, not the "
+                         f"{int(cfg['train']['epochs'])} of the current config: rerun the pipeline before quoting them.}}")
+    ups = inp.upsample_map()
+    if ups:
+        items.append("The " + join_words([f"{res_tex(r)} inputs are upsampled from the official {res_tex(s)} files"
+                                           for r, s in sorted(ups.items())])
+                     + ", not the official MedMNIST+ images of that size, so they contain no extra detail; "
+                     "results at these resolutions measure the cost and behaviour of longer sequences only.")
+    nd = inp.needs_download()
+    if nd:
+        items.append(f"{join_words([tex_escape(dataset_label(d)) for d in nd])} could not be trained because "
+                     f"{'its' if len(nd) == 1 else 'their'} images were not downloaded (\\emph{{needs download}}); "
+                     "conclusions about accuracy cover only the trained datasets.")
+    if inp.synthetic():
+        items.append("The runs in this build use synthetic data, not MedMNIST; their accuracies check the "
+                     "pipeline and must not be read as results on medical images.")
+    tr = cfg["train"]
+    if tr.get("max_train_samples"):
+        items.append(f"Training uses at most {int(tr['max_train_samples'])} training images per dataset, "
+                     "fewer than the full training split.")
+    seeds = len(cfg["study"]["seeds"])
+    if seeds < 2:
+        items.append("Each configuration was trained with a single seed, so no seed-to-seed variation is reported.")
+    devs = inp.eff_devices()
+    tdev = inp.train_devices()
+    if devs or tdev:
+        names = list(dict.fromkeys([tex_escape(n) for _, n in devs] + [tex_escape(d) for d in tdev]))
+        s = f"All timings come from {join_words(names)}; other hardware can rank the models differently."
+        if inp.eff_cpu_only():
+            s += " Efficiency was profiled on CPU, so peak VRAM was not measured and GPU throughput is unknown."
+        items.append(s)
+    if inp.eff is not None:
+        items.append("Mult-Add counts depend on the counter (Table~\\ref{tab:efficiency} gives three); none of "
+                     "them is a measurement of time.")
+    else:
+        items.append("Efficiency (parameters, Mult-Adds, memory, throughput) was not measured in this build.")
+    return ("% Generated by ssmvit.report; do not edit.\n\\begin{itemize}\n"
+            + "\n".join(f"\\item {it}" for it in items) + "\n\\end{itemize}\n")
+
+
+# ---------------------------------------------------------------- all
+
+def write_all(config_path, aggregate_dir, figures_dir, out_dir, paper_dir=None, overrides=()) -> list[Path]:
+    """Write every generated file into ``out_dir``; return their paths."""
+    cfg = load_config(config_path, overrides)
+    out_dir = Path(out_dir)
+    paper_dir = Path(paper_dir) if paper_dir else out_dir.parent
+    inp = Inputs(cfg, aggregate_dir, figures_dir, paper_dir)
+    M = Macros()
+    texts = {
+        "setup.tex": setup_text(inp, M),
+        "accuracy_table.tex": accuracy_table(inp),
+        "efficiency_table.tex": efficiency_table(inp),
+        "paired_table.tex": paired_table(inp),
+        "reproducibility.tex": reproducibility_text(inp),
+        "figures.tex": figures_tex(inp),
+        "results_text.tex": results_text(inp, M),
+        "discussion_text.tex": discussion_text(inp, M),
+        "limitations_text.tex": limitations_text(inp, M),
+    }
+    _efficiency_macros(inp, M)
+    texts["macros.tex"] = M.render()
+    written = []
+    for name in GENERATED_FILES:
+        path = out_dir / name
+        write_text(path, texts[name])
+        written.append(path)
+    return written
+
+
+def _efficiency_macros(inp: Inputs, M: Macros) -> None:
+    """Per-configuration cost numbers as macros, for text that quotes them."""
+    if inp.eff is None:
+        return
+    ib = inp.infer_batch()
+    for _, r in inp.eff.iterrows():
+        tag = f"{dataset_tag(r['dataset'])}{res_tag(r['resolution'])}{model_tag(r['model'])}"
+        if f"Params{tag}" not in M.defs:  # training's count wins where both exist
+            M.add(f"Params{tag}", fmt_count(r.get("params")))
+        for col, lab in MAC_COUNTS:
+            M.add(f"Macs{letters(lab)}{tag}", "OOM" if is_oom(r.get(col)) else fmt_count(r.get(col)))
+        M.add(f"PeakVram{tag}", _vram_cell(r, "train_peak_allocated_mb"))
+        M.add(f"TrainThroughput{tag}", _rate_cell(r.get("train_samples_per_s_fp32")))
+        if ib:
+            M.add(f"InferThroughput{tag}", _rate_cell(r.get(ib[1])))
+    M.add("ProfileDevice", inp.eff_device_text())

@@ -1,0 +1,212 @@
+"""The GPU fast path: same computation as the plain path, no-op on CPU, and its benchmark runs."""
+
+import copy
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ssmvit import paths
+from ssmvit.config import DEFAULTS
+from ssmvit.fastpath import DEFAULT_FAST_PATH, FastPath, make_train_step, resolve_fast_path
+from ssmvit.models import build_model
+from ssmvit.models.s4d import S4DKernel, S4DLayer, causal_fft_conv, fft_size
+from ssmvit.training import build_optimizer
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+from baseline_models import build_baseline  # noqa: E402
+
+TINY = {"vit": dict(embed_dim=32, depth=2, num_heads=4, mlp_dim=64, dropout=0.1),
+        "s4d": dict(d_model=16, n_layers=2, d_state=8, dropout=0.1)}
+
+
+def _input(name, batch, channels, res, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    shape = (batch, channels, res, res) if name == "vit" else (batch, res * res, channels)
+    return torch.randn(shape, generator=g)
+
+
+@pytest.mark.parametrize("length", [37, 784, 4096])
+def test_real_arithmetic_kernel_equals_complex_kernel(length):
+    torch.manual_seed(0)
+    k = S4DKernel(32, 64)
+    with torch.no_grad():  # spread the steps and states beyond the init
+        k.log_A_real.add_(0.5 * torch.randn_like(k.log_A_real))
+    with torch.no_grad():
+        real, cplx = k(length), k.complex_kernel(length)
+    assert real.dtype == torch.float32 and real.shape == (32, length)
+    assert float((real - cplx).norm() / cplx.norm()) < 1e-5
+    assert float((real - cplx).abs().max() / cplx.abs().max()) < 1e-5
+    kd = copy.deepcopy(k).double()
+    assert torch.allclose(kd(length), kd.complex_kernel(length), rtol=1e-10, atol=1e-10)
+    # Gradients agree too (what training sees).
+    g1 = torch.autograd.grad(kd(length).square().sum(), list(kd.parameters()))
+    g2 = torch.autograd.grad(kd.complex_kernel(length).square().sum(), list(kd.parameters()))
+    for a, b in zip(g1, g2):
+        assert torch.allclose(a, b, rtol=1e-8, atol=1e-8)
+
+
+def test_fft_size_is_smallest_5_smooth_at_least_n():
+    def smooth(m):
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        return m == 1
+
+    for n in range(1, 3000):
+        s = fft_size(n)
+        assert s >= n and smooth(s) and not any(smooth(m) for m in range(n, s))
+    assert fft_size(2 * 4096) == 8192 and fft_size(2 * 784) == 1600
+
+
+@pytest.mark.parametrize("length", [37, 784, 1024])
+def test_padded_fft_convolution_equals_2L_fft_and_direct_sum(length):
+    g = torch.Generator().manual_seed(1)
+    u = torch.randn(2, 3, length, generator=g, dtype=torch.double)
+    k = torch.randn(3, length, generator=g, dtype=torch.double) * torch.exp(-torch.arange(length) / 50.0)
+    y = causal_fft_conv(u, k)
+    y2l = torch.fft.irfft(torch.fft.rfft(u, n=2 * length) * torch.fft.rfft(k, n=2 * length), n=2 * length)[..., :length]
+    assert torch.allclose(y, y2l, atol=1e-12)
+    if length == 37:  # direct causal sum
+        direct = torch.stack([(k[:, : l + 1].flip(-1) * u[..., : l + 1]).sum(-1) for l in range(length)], -1)
+        assert torch.allclose(y, direct, atol=1e-12)
+    yf = causal_fft_conv(u.float(), k.float())
+    assert yf.dtype == torch.float32 and float((yf - y2l).norm() / y2l.norm()) < 1e-5
+
+
+def test_s4d_under_bf16_autocast_keeps_kernel_and_fft_in_fp32():
+    torch.manual_seed(0)
+    layer = S4DLayer(8, 8)
+    u = torch.randn(2, 8, 784)
+    seen = {}
+    real_rfft = torch.fft.rfft
+
+    def spy(x, *a, **kw):
+        seen.setdefault("dtypes", []).append(x.dtype)
+        return real_rfft(x, *a, **kw)
+
+    torch.fft.rfft = spy
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert layer.kernel(784).dtype == torch.float32
+            out = layer(u.bfloat16())
+    finally:
+        torch.fft.rfft = real_rfft
+    assert seen["dtypes"] == [torch.float32, torch.float32] and torch.isfinite(out).all()
+
+
+def test_vit_attention_calls_sdpa_without_mask_and_with_unit_stride_heads(monkeypatch):
+    import ssmvit.models.vit as vit_mod
+
+    calls = []
+    real = F.scaled_dot_product_attention
+
+    def spy(q, k, v, *args, **kwargs):
+        calls.append((args, kwargs, [t.stride(-1) for t in (q, k, v)]))
+        return real(q, k, v, *args, **kwargs)
+
+    monkeypatch.setattr(vit_mod.F, "scaled_dot_product_attention", spy)
+    m = build_model("vit", 1, 11, 28, **TINY["vit"])
+    m(_input("vit", 2, 1, 28))
+    assert len(calls) == 2
+    for args, kwargs, strides in calls:
+        assert not args and kwargs.get("attn_mask") is None and not kwargs.get("is_causal")
+        assert strides == [1, 1, 1]
+
+
+def test_fast_path_resolves_to_nothing_on_cpu():
+    every = {k: True for k in DEFAULT_FAST_PATH}
+    assert resolve_fast_path(every, "cpu") == FastPath()
+    assert resolve_fast_path(None, torch.device("cpu")).any is False
+    assert resolve_fast_path(FastPath(True, True, True, True), "cpu") == FastPath()
+    assert DEFAULTS["train"]["fast_path"] == DEFAULT_FAST_PATH
+    with pytest.raises(ValueError, match="unknown fast_path"):
+        resolve_fast_path({"channels_last": True}, "cpu")
+
+
+@pytest.mark.parametrize("name", ["s4d", "vit"])
+def test_fast_path_step_on_cpu_is_bit_identical_to_the_plain_step(name):
+    """make_train_step with every part requested == the plain eager step, bit for bit, on CPU."""
+    every = {k: True for k in DEFAULT_FAST_PATH}
+    x = _input(name, 24, 1, 28)
+    y = torch.randint(0, 11, (24,), generator=torch.Generator().manual_seed(2))
+    finals = []
+    for use_fast in (False, True):
+        torch.manual_seed(0)
+        m = build_model(name, 1, 11, 28, **TINY[name])
+        opt = build_optimizer(m, 1e-3, 0.01, 1e-3, fused=resolve_fast_path(every, "cpu").fused_optimizer)
+        step = make_train_step(m, opt, every, "cpu")
+        assert step.fast_path == FastPath() and step.forward_module is m
+        torch.manual_seed(5)  # same dropout masks
+        losses = []
+        for i in range(3):
+            xb, yb = x[i * 8:(i + 1) * 8], y[i * 8:(i + 1) * 8]
+            if use_fast:
+                loss, logits = step(xb, yb)
+            else:  # the loop body of training.py before the fast path
+                logits = m(xb)
+                loss = F.cross_entropy(logits, yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            losses.append(loss.detach())
+        finals.append(({k: v.clone() for k, v in m.state_dict().items()}, torch.stack(losses)))
+    (wa, la), (wb, lb) = finals
+    assert torch.equal(la, lb) and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_training_summary_records_inactive_fast_path_on_cpu(tiny_cfg, in_tmp):
+    from ssmvit.datasets import fetch_raw, preprocess
+    from ssmvit.training import train_one_run
+
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg["train"].update(epochs=1, max_train_samples=64, max_eval_samples=32)
+    fetch_raw(cfg, "organamnist", 28)
+    preprocess(cfg, "organamnist", 28, paths.raw("organamnist", 28))
+    train_one_run(cfg, "organamnist", 28, "s4d", 0, progress=False)
+    summary = json.loads((paths.run_dir("organamnist", 28, "s4d", 0) / "train_summary.json").read_text())
+    assert summary["fast_path"] == {"bf16_autocast": False, "fused_optimizer": False, "compile": False,
+                                    "cuda_graphs": False}
+    assert summary["fast_path_requested"] == DEFAULT_FAST_PATH
+
+
+@pytest.mark.parametrize("name", ["s4d", "vit"])
+@pytest.mark.parametrize("channels, res", [(1, 28), (3, 16)])
+def test_baseline_models_load_the_same_weights_and_give_the_same_logits(name, channels, res):
+    torch.manual_seed(0)
+    settings = {**TINY[name], "dropout": 0.1}
+    fast = build_model(name, channels, 7, res, **settings).eval()
+    base = build_baseline(name, channels, 7, res, **settings).eval()
+    base.load_state_dict(fast.state_dict(), strict=True)
+    assert [n for n, _ in fast.named_parameters()] == [n for n, _ in base.named_parameters()]
+    ssm = [n for n, p in base.named_parameters() if getattr(p, "_ssm_param", False)]
+    assert ssm == [n for n, p in fast.named_parameters() if getattr(p, "_ssm_param", False)]
+    x = _input(name, 4, channels, res)
+    with torch.no_grad():
+        a, b = fast(x), base(x)
+    if name == "vit":
+        assert torch.equal(a, b)
+    else:  # real-arithmetic kernel and 5-smooth FFT length vs complex kernel and 2L FFT: fp32 rounding only
+        assert float((a - b).norm() / b.norm()) < 1e-5
+
+
+def test_bench_quick_runs_on_cpu(tmp_path):
+    out = tmp_path / "quick.csv"
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "bench_train.py"), "--device", "cpu", "--quick",
+                           "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 2 * 2 * 3  # (s4d, vit) x (gray, rgb) x (train 4, train 8, infer 16)
+    for r in rows:
+        assert r["status"] == "ok" and r["numerics_ok"] == "True"
+        assert float(r["baseline_samples_s"]) > 0 and float(r["fast_samples_s"]) > 0 and float(r["speedup"]) > 0
+        assert float(r["logits_rel_l2"]) < 1e-5  # nothing of the fast path applies on CPU
+        assert r["fast_path"].startswith("none") and r["torch"] == torch.__version__
+    assert {r["phase"] for r in rows} == {"train", "infer"}
+    assert f"wrote {out}" in proc.stdout

@@ -1,0 +1,215 @@
+"""Profiling on CPU with tiny models: fields, CPU memory semantics, OOM handling, the stage script."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, run_script
+from ssmvit import macs, profiling
+from ssmvit.config import DEFAULTS, validate
+from ssmvit.models import count_params
+from ssmvit.profiling import OOM, ROW_COLUMNS, VRAM_NOTE_CPU, is_oom, profile_model, profile_to_row
+
+TINY = {
+    "vit": {"lr": 1e-3, "patch_size": 4, "embed_dim": 32, "depth": 2, "num_heads": 4, "mlp_dim": 64, "dropout": 0.1},
+    "s4d": {"lr": 1e-2, "ssm_lr": 1e-3, "d_model_grayscale": 16, "d_model_rgb": 24, "n_layers": 2, "d_state": 8,
+            "dropout": 0.1},
+}
+FAST = dict(device="cpu", batch_sizes=(1, 2), repeats=3, warmup=1)
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    c = copy.deepcopy(DEFAULTS)
+    c["models"] = copy.deepcopy(TINY)
+    c["train"]["batch_size"] = 4
+    return validate(c)
+
+
+@pytest.fixture(scope="module")
+def profiles(cfg):
+    return {name: profile_model(cfg, "organamnist", 28, name, **FAST) for name in ("vit", "s4d")}
+
+
+def is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@pytest.mark.parametrize("name", ["vit", "s4d"])
+def test_profile_has_every_required_field(profiles, name):
+    p = profiles[name]
+    assert json.loads(json.dumps(p, allow_nan=False)) == p  # JSON-able as it is
+    row = profile_to_row(p)
+    assert list(row)[:len(ROW_COLUMNS)] == list(ROW_COLUMNS)
+    assert (row["dataset"], row["resolution"], row["model"], row["n_channels"], row["n_classes"]) == \
+        ("organamnist", 28, name, 1, 11)
+    for col in ("params", "macs_thop", "macs_flopcounter", "macs_analytic", "static_mb", "train_samples_per_s_fp32",
+                "infer_samples_per_s_bs1", "latency_bs1_ms", "peak_rss_mb"):
+        assert is_number(row[col]) and row[col] > 0, col
+    assert row["train_batch_size"] == 4 and row["device_type"] == "cpu" and row["device_name"]
+    # Batch sizes not asked for are "not measured": None, not 0.
+    assert row["infer_samples_per_s_bs64"] is None and row["infer_samples_per_s_bs1024"] is None
+    assert is_number(row["infer_samples_per_s_bs2"])
+    assert "random inputs" in row["data_note"] and "shapes only" in row["data_note"]
+    env = p["environment"]
+    for key in ("torch", "hostname", "date_utc", "cpu_model", "python"):
+        assert env[key], key
+    assert env["gpu_driver"] is None and env["gpu_clocks_mhz"] is None and env["cuda"] == torch.version.cuda
+
+
+@pytest.mark.parametrize("name", ["vit", "s4d"])
+def test_counts_match_the_macs_module(profiles, name, cfg):
+    p = profiles[name]
+    from ssmvit.config import model_settings
+    from ssmvit.models import build_model
+
+    settings = model_settings(cfg, name, 1)
+    model = build_model(name, 1, 11, 28, **settings)
+    x = macs.example_input(name, 1, 28)
+    assert p["params"] == count_params(model)
+    assert p["macs"]["thop"] == macs.count_macs_thop(model, x)
+    assert p["macs"]["flopcounter"] == macs.count_macs_flopcounter(model, x)
+    assert p["macs"]["analytic_breakdown"] == macs.count_macs_analytic(name, 1, 11, 28, settings)
+    assert p["macs"]["analytic"] == p["macs"]["analytic_breakdown"]["total"]
+
+
+def test_vram_fields_are_none_on_cpu_with_the_note(profiles):
+    for p in profiles.values():
+        row = profile_to_row(p)
+        for col in ("train_peak_allocated_mb", "train_peak_reserved_mb", "infer_peak_allocated_mb_bs64",
+                    "infer_peak_allocated_mb_bs1", "train_samples_per_s_bf16"):
+            assert row[col] is None, col  # not 0: nothing was measured
+        assert row["vram_note"] == VRAM_NOTE_CPU == "not applicable on CPU"
+        fp32 = p["train"]["fp32"]
+        assert fp32["peak_allocated_mb"] is None and fp32["peak_reserved_mb"] is None
+        assert fp32["vram_note"] == VRAM_NOTE_CPU
+        assert p["inference"]["results"]["1"]["vram_note"] == VRAM_NOTE_CPU
+        assert p["train"]["bf16"] is None and "CUDA only" in p["train"]["bf16_note"]
+        assert fp32["peak_rss_mb"] >= fp32["rss_before_mb"] > 0  # the host's memory is measured instead
+
+
+def test_row_cells_of_oom_and_failed_phases(profiles):
+    p = copy.deepcopy(profiles["vit"])
+    p["train"]["bf16"] = {"status": profiling.FAILED, "error": "RuntimeError: Unsupported dtype BFloat16"}
+    p["train"]["bf16_note"] = "bf16 autocast failed: RuntimeError: Unsupported dtype BFloat16"
+    p["inference"]["results"]["2"] = {"status": OOM, "error": "OutOfMemoryError: (made up)"}
+    row = profile_to_row(p)
+    assert row["train_samples_per_s_bf16"] is None and "Unsupported dtype" in row["train_bf16_note"]
+    assert row["infer_samples_per_s_bs2"] == OOM and row["infer_peak_rss_mb_bs2"] == OOM
+    assert row["infer_peak_allocated_mb_bs2"] is None  # VRAM on CPU: not applicable, even for an OOM cell
+
+
+def test_timing_spread_and_static_memory(profiles):
+    p = profiles["s4d"]
+    fp32 = p["train"]["fp32"]
+    assert fp32["repeats"] == len(fp32["times_ms"]) == 3
+    assert fp32["samples_per_s_min"] <= fp32["samples_per_s_q25"] <= fp32["samples_per_s_median"] \
+        <= fp32["samples_per_s_q75"] <= fp32["samples_per_s_max"]
+    bs1 = p["inference"]["results"]["1"]
+    assert p["inference"]["latency_bs1_ms"] == pytest.approx(bs1["seconds_median"] * 1e3)
+    # Static = fp32 weights + AdamW state: exp_avg and exp_avg_sq per weight, one float32 step per tensor.
+    n_tensors = len(list(profiling.build_model("s4d", 1, 11, 28, d_model=16, n_layers=2, d_state=8).parameters()))
+    static = p["train"]["static"]
+    assert static["weights_mb"] * profiling.MIB == 4 * p["params"]
+    assert static["optimizer_state_mb"] * profiling.MIB == 2 * 4 * p["params"] + 4 * n_tensors
+    assert static["static_mb"] == pytest.approx(static["weights_mb"] + static["optimizer_state_mb"])
+
+
+def test_config_profile_section_supplies_the_defaults(cfg):
+    c = copy.deepcopy(cfg)
+    c["profile"].update({"batch_sizes": [2], "repeats": 2, "warmup": 0, "device": "cpu"})
+    p = profile_model(validate(c), "dermamnist", 28, "vit", train_batch_size=2)
+    assert p["inference"]["batch_sizes"] == [2] and p["method"]["repeats"] == 2 and p["method"]["warmup"] == 0
+    assert p["n_channels"] == 3 and p["n_classes"] == 7 and p["train"]["batch_size"] == 2
+    assert p["inference"]["latency_bs1_ms"] is None  # batch 1 not profiled
+
+
+def _fault_injecting_build(monkeypatch, fail_at: int, exc_factory):
+    """Make profiling's models raise ``exc_factory()`` on any forward pass at batch ``fail_at`` (fault injection)."""
+    real = profiling.build_model
+
+    def build(*args, **kwargs):
+        model = real(*args, **kwargs)
+        forward = model.forward
+
+        def faulty(x):
+            if x.shape[0] == fail_at:
+                raise exc_factory()
+            return forward(x)
+
+        model.forward = faulty
+        return model
+
+    monkeypatch.setattr(profiling, "build_model", build)
+
+
+@pytest.mark.parametrize("exc_factory", [
+    lambda: torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)"),
+    lambda: RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 8589934592 bytes (injected)"),
+], ids=["cuda-oom", "cpu-allocator"])
+def test_oom_is_recorded_and_later_batch_sizes_still_run(cfg, monkeypatch, exc_factory):
+    _fault_injecting_build(monkeypatch, 3, exc_factory)
+    p = profile_model(cfg, "organamnist", 28, "s4d", device="cpu", batch_sizes=(1, 3, 2), repeats=2, warmup=1,
+                      train_batch_size=3)
+    results = p["inference"]["results"]
+    assert results["3"]["status"] == OOM and "injected" in results["3"]["error"]
+    assert is_number(results["1"]["samples_per_s_median"]) and is_number(results["2"]["samples_per_s_median"])
+    assert p["train"]["fp32"]["status"] == OOM
+    row = profile_to_row(p)
+    assert row["infer_samples_per_s_bs3"] == OOM and row["train_samples_per_s_fp32"] == OOM
+    assert row["train_peak_allocated_mb"] is None  # VRAM stays "not applicable" on CPU, OOM or not
+    assert is_number(row["infer_samples_per_s_bs2"]) and is_number(row["latency_bs1_ms"])
+    json.dumps(p, allow_nan=False)
+
+
+def test_other_errors_are_not_taken_for_oom(cfg, monkeypatch):
+    assert is_oom(torch.cuda.OutOfMemoryError("x")) and is_oom(RuntimeError("CUDA out of memory."))
+    assert not is_oom(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert not is_oom(ValueError("out of memory"))  # only RuntimeErrors come from allocators
+    _fault_injecting_build(monkeypatch, 2, lambda: RuntimeError("shapes cannot be multiplied (injected bug)"))
+    with pytest.raises(RuntimeError, match="injected bug"):
+        profile_model(cfg, "organamnist", 28, "vit", device="cpu", batch_sizes=(1, 2), repeats=1, warmup=0,
+                      train_batch_size=1)
+
+
+def test_memory_cap_counts_as_oom(cfg):
+    # No process fits in 1 MiB of RSS: with this cap every phase is recorded as OOM, and profiling finishes.
+    p = profile_model(cfg, "organamnist", 28, "vit", device="cpu", batch_sizes=(1, 2), repeats=1, warmup=1,
+                      train_batch_size=2, memory_cap_mb=1)
+    assert p["train"]["fp32"]["status"] == OOM and "memory cap" in p["train"]["fp32"]["error"]
+    assert all(r["status"] == OOM for r in p["inference"]["results"].values())
+    assert p["method"]["memory_cap_mb"] == 1
+
+
+def test_script_writes_the_json(tmp_path):
+    cfg_file = tmp_path / "config.yaml"
+    cfg_file.write_text(yaml.safe_dump({"models": TINY, "train": {"batch_size": 4}}))
+    out = tmp_path / "prof" / "organamnist_28_s4d.json"
+    r = run_script("profile_model.py", "--config", cfg_file, "--dataset", "organamnist", "--res", 28, "--model", "s4d",
+                   "--batch-sizes", "1,2", "--repeats", 1, "--warmup", 0, "--device", "cpu", "--out", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    p = json.loads(out.read_text())
+    assert set(ROW_COLUMNS) <= set(profile_to_row(p))
+    assert p["inference"]["batch_sizes"] == [1, 2] and p["method"]["repeats"] == 1
+    assert sorted(x.name for x in out.parent.iterdir()) == [out.name]  # written atomically: no temp file left
+    assert "organamnist_28_s4d.json" in r.stdout
+
+
+def test_script_batch_sizes_argument():
+    import importlib.util
+
+    from ssmvit.errors import UserError
+
+    spec = importlib.util.spec_from_file_location("profile_stage", REPO / "workflow" / "scripts" / "profile_model.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    assert stage.batch_sizes("1,64, 256") == [1, 64, 256]
+    for bad in ("0,2", "1,x", ""):
+        with pytest.raises(UserError, match="--batch-sizes"):
+            stage.batch_sizes(bad)

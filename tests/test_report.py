@@ -1,0 +1,288 @@
+"""Figures, generated LaTeX and the paper PDF from small but realistic aggregate files.
+
+Layout mirrors the project: <root>/results/{aggregate,runs,figures}, <root>/paper/
+(main.tex, references.bib, generated/). Figures are referenced from the paper
+folder as ../results/figures/<name>.pdf.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+ORGAN_CLASSES = ["bladder", "femur-left", "femur-right", "heart", "kidney-left", "kidney-right", "liver",
+                 "lung-left", "lung-right", "pancreas", "spleen"]
+DEVICE = "Xeon_Gold & co #2 50% {x}"  # LaTeX specials on purpose
+PARAMS = {("organamnist", "vit"): 21_540_107, ("organamnist", "s4d"): 200_203,
+          ("dermamnist", "vit"): 21_541_639, ("dermamnist", "s4d"): 664_327}
+# (res, model) -> per-seed test accuracy; means/stds below are what accuracy.csv holds.
+ACCS = {(28, "vit"): [0.9092, 0.9148], (28, "s4d"): [0.8704, 0.8810],
+        (64, "vit"): [0.8950, 0.9010], (64, "s4d"): [0.8400, 0.8612]}
+
+
+def _acc_stats(v):
+    return float(np.mean(v)), float(np.std(v, ddof=1))
+
+
+def make_inputs(root: Path, epochs: int = 7) -> dict:
+    """Write config, aggregate CSVs, provenance and confusion matrices under ``root``."""
+    agg, runs_dir = root / "results" / "aggregate", root / "results" / "runs"
+    agg.mkdir(parents=True)
+    cfg = {"data": {"upsample_from": {64: 28}},
+           "study": {"datasets": ["organamnist"], "profile_only": ["dermamnist"], "resolutions": [28, 64],
+                     "models": ["vit", "s4d"], "seeds": [0, 1]},
+           "train": {"epochs": epochs, "batch_size": 64, "weight_decay": 0.01, "scheduler": "cosine",
+                     "max_train_samples": 5000},
+           "profile": {"batch_sizes": [1, 64, 256, 1024], "device": "cpu"}}
+    (root / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+    runs, acc_rows, hist_rows = [], [], []
+    rng = np.random.default_rng(0)
+    for res in (28, 64):
+        for model in ("vit", "s4d"):
+            for seed, a in enumerate(ACCS[(res, model)]):
+                runs.append({"dataset": "organamnist", "resolution": res, "model": model, "seed": seed, "acc": a,
+                             "auc": 0.99 - (0.02 if model == "s4d" else 0), "macro_f1": a - 0.03, "test_loss": 0.3,
+                             "n_test": 17778, "params": PARAMS[("organamnist", model)], "best_epoch": epochs,
+                             "epochs": epochs, "train_seconds": 123.4, "train_samples": 5000, "device": "cpu",
+                             "device_name": DEVICE, "upsampled": res == 64, "source_size": 28,
+                             "official_data": False})
+                for ep in range(1, epochs + 1):
+                    hist_rows.append({"dataset": "organamnist", "resolution": res, "model": model, "seed": seed,
+                                      "epoch": ep, "train_loss": 2.0 / ep + 0.05 * rng.random(),
+                                      "train_acc": 0.5 + 0.05 * ep, "val_loss": 1.5 / ep,
+                                      "val_acc": min(0.95, 0.5 + 0.06 * ep + 0.01 * rng.random()),
+                                      "lr": 1e-4, "seconds": 10.0})
+                k = len(ORGAN_CLASSES)
+                cm = rng.integers(0, 20, size=(k, k)) + np.diag(rng.integers(100, 200, size=k))
+                cm_df = pd.DataFrame(cm, columns=ORGAN_CLASSES)
+                cm_df.insert(0, "true", ORGAN_CLASSES)
+                d = runs_dir / f"organamnist_{res}_{model}_s{seed}"
+                d.mkdir(parents=True)
+                cm_df.to_csv(d / "confusion_matrix.csv", index=False)
+            m, s = _acc_stats(ACCS[(res, model)])
+            acc_rows.append({"dataset": "organamnist", "resolution": res, "model": model, "status": "ok",
+                             "n_seeds": 2, "acc_mean": m, "acc_std": s, "auc_mean": 0.99 - (0.02 if model == "s4d" else 0),
+                             "auc_std": 0.001, "f1_mean": m - 0.03, "f1_std": 0.005,
+                             "params": PARAMS[("organamnist", model)], "epochs": epochs, "n_test": 17778,
+                             "upsampled": res == 64, "source_size": 28, "official_data": False,
+                             "ref_resnet18_28_acc": 0.935, "ref_resnet18_28_auc": 0.997})
+    for res in (28, 64):
+        for model in ("vit", "s4d"):
+            acc_rows.append({"dataset": "dermamnist", "resolution": res, "model": model, "status": "needs download",
+                             "n_seeds": 0, "ref_resnet18_28_acc": 0.735, "ref_resnet18_28_auc": 0.917})
+    pd.DataFrame(runs).to_csv(agg / "runs.csv", index=False)
+    pd.DataFrame(acc_rows).to_csv(agg / "accuracy.csv", index=False)
+    pd.DataFrame(hist_rows).to_csv(agg / "histories.csv", index=False)
+
+    paired = []
+    for res in (28, 64):
+        for seed in (0, 1):
+            v, s = ACCS[(res, "vit")][seed], ACCS[(res, "s4d")][seed]
+            paired.append({"dataset": "organamnist", "resolution": res, "seed": seed, "n_test": 17778,
+                           "vit_acc": v, "s4d_acc": s, "diff_vit_minus_s4d": v - s, "ci95_low": v - s - 0.006,
+                           "ci95_high": v - s + 0.006, "only_vit_right": 900, "only_s4d_right": 250,
+                           "mcnemar_p": 3.2e-80})
+    pd.DataFrame(paired).to_csv(agg / "paired.csv", index=False)
+
+    eff = []
+    for dataset in ("organamnist", "dermamnist"):
+        for res in (28, 64):
+            for model in ("vit", "s4d"):
+                base = 1.0e8 if model == "s4d" else 1.2e8
+                scale = (res / 28) ** 2
+                row = {"dataset": dataset, "resolution": res, "model": model,
+                       "n_channels": 1 if dataset == "organamnist" else 3,
+                       "n_classes": 11 if dataset == "organamnist" else 7, "params": PARAMS[(dataset, model)],
+                       "macs_thop": base * scale * 0.9, "macs_flopcounter": base * scale,
+                       "macs_analytic": base * scale * 1.01, "device_type": "cpu", "device_name": DEVICE,
+                       "train_batch_size": 64, "train_samples_per_s_fp32": 300.0 / scale,
+                       "train_samples_per_s_bf16": "", "train_peak_allocated_mb": "", "train_peak_reserved_mb": "",
+                       "static_mb": "", "infer_samples_per_s_bs1": 50.0 / scale,
+                       "infer_samples_per_s_bs64": 900.0 / scale, "infer_samples_per_s_bs256": 1000.0 / scale,
+                       "infer_samples_per_s_bs1024": 1010.0 / scale, "latency_bs1_ms": 20.0 * scale,
+                       "infer_peak_allocated_mb_bs64": "", "peak_rss_mb": 800.0 * scale,
+                       "data_note": "shapes only" if dataset == "dermamnist" else ""}
+                if dataset == "dermamnist" and res == 64 and model == "s4d":
+                    row["infer_samples_per_s_bs1024"] = "OOM"
+                eff.append(row)
+    pd.DataFrame(eff).to_csv(agg / "efficiency.csv", index=False)
+
+    prov = {"git_commit": "0123456789abcdef0123456789abcdef01234567", "git_dirty": True,
+            "config_sha256": "a" * 64, "dvc_lock_sha256": None, "device_name": DEVICE, "driver": None,
+            "cuda": None, "torch": "2.5.1+cpu", "python": "3.11.2",
+            "stage_seconds": {"train": 3723.5, "evaluate": 61.0, "profile": 12.25},
+            "generated_at": "2025-01-02T03:04:05Z"}
+    (agg / "provenance.json").write_text(json.dumps(prov))
+    return {"agg": agg, "runs": runs_dir, "figures": root / "results" / "figures",
+            "paper": root / "paper", "generated": root / "paper" / "generated", "config": root / "config.yaml"}
+
+
+def _script(name, *args, cwd):
+    r = subprocess.run([sys.executable, str(REPO / "workflow" / "scripts" / name), *map(str, args)],
+                       cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("paper_root")
+    p = make_inputs(root, epochs=7)
+    out = _script("plot.py", "--config", p["config"], "--aggregate-dir", p["agg"], "--runs-dir", p["runs"],
+                  "--out-dir", p["figures"], cwd=root)
+    p["plot_stdout"] = out
+    _script("paper_inputs.py", "--config", p["config"], "--aggregate-dir", p["agg"], "--figures-dir", p["figures"],
+            "--out-dir", p["generated"], cwd=root)
+    return p
+
+
+def _read(p, name):
+    return (p["generated"] / name).read_text()
+
+
+def test_figures_written(built):
+    figs = built["figures"]
+    expected = ["curves_organamnist.pdf", "confusion_organamnist_28.pdf", "confusion_organamnist_64.pdf",
+                "throughput.pdf", "vram.pdf", "macs.pdf", "acc_vs_params.pdf", "acc_vs_macs.pdf"]
+    for name in expected:
+        f = figs / name
+        assert f.exists() and f.read_bytes()[:5] == b"%PDF-", name
+        assert str(f) in built["plot_stdout"]
+    manifest = json.loads((figs / "manifest.json").read_text())
+    assert sorted(e["file"] for e in manifest["figures"]) == sorted(expected)
+    assert not list(figs.glob(".*.tmp"))  # no temporary leftovers
+    vram = next(e for e in manifest["figures"] if e["file"] == "vram.pdf")
+    assert vram["cpu_only"] and not vram["vram_measured"]
+
+
+def test_generated_files(built):
+    for name in ("macros.tex", "accuracy_table.tex", "efficiency_table.tex", "paired_table.tex", "setup.tex",
+                 "reproducibility.tex", "figures.tex", "results_text.tex", "discussion_text.tex",
+                 "limitations_text.tex"):
+        assert (built["generated"] / name).exists(), name
+
+
+def test_accuracy_table(built):
+    t = _read(built, "accuracy_table.tex")
+    assert r"\toprule" in t and r"\bottomrule" in t
+    m, s = _acc_stats(ACCS[(28, "vit")])
+    assert f"{m:.3f}" == "0.912" and f"{s:.3f}" == "0.004"
+    assert r"0.912 \pm 0.004" in t
+    m, s = _acc_stats(ACCS[(64, "s4d")])
+    assert f"{m:.3f} \\pm {s:.3f}" in t
+    assert "needs download" in t
+    assert "upsampled from 28" in t
+    assert "synthetic data, not MedMNIST" in t
+    assert "0.935" in t and "0.997" in t  # ResNet-18 (28) reference
+
+
+def test_efficiency_table_cpu(built):
+    t = _read(built, "efficiency_table.tex")
+    assert "n/a" in t
+    assert "OOM" not in t  # the only OOM cell is at batch 1024, which the table does not show
+    assert r"Xeon\_Gold \& co \#2 50\% \{x\}" in t  # escaped device name
+    assert "thop" in t and "FlopCounter" in t and "analytic" in t
+    assert "CPU" in t
+    # VRAM column never shows 0 for an unmeasured cell
+    for line in t.splitlines():
+        if line.strip().startswith(("OrganAMNIST", "DermaMNIST")):
+            cells = [c.strip() for c in line.rstrip("\\ ").split("&")]
+            assert cells[6] == "n/a", line
+
+
+def test_oom_cell_shown(tmp_path):
+    p = make_inputs(tmp_path)
+    eff = pd.read_csv(p["agg"] / "efficiency.csv", dtype=str, keep_default_na=False)
+    eff.loc[(eff["dataset"] == "dermamnist") & (eff["resolution"] == "64") & (eff["model"] == "s4d"),
+            "infer_samples_per_s_bs64"] = "OOM"
+    eff.to_csv(p["agg"] / "efficiency.csv", index=False)
+    from ssmvit.report import write_all
+
+    write_all(p["config"], p["agg"], p["figures"], p["generated"])
+    t = _read(p, "efficiency_table.tex")
+    row = [line for line in t.splitlines() if "S4D (64" in line][-1]
+    assert row.rstrip("\\ ").split("&")[-1].strip() == "OOM"
+    assert "OOM: out of memory" in t
+
+
+def test_paired_and_text(built):
+    t = _read(built, "paired_table.tex")
+    assert "0.039" in t  # 0.9092 - 0.8704 at 28, seed 0
+    assert r"10^{-80}" in t
+    r = _read(built, "results_text.tex")
+    assert "DermaMNIST" in r and "download" in r
+
+
+def test_setup_reflects_config(built):
+    s = _read(built, "setup.tex")
+    assert "7 epochs" in s
+    assert "AdamW" in s and "0.01" in s
+    assert "upsampled" in s or "resized" in s
+    assert "5000" in s or "5,000" in s  # max_train_samples
+    macros = _read(built, "macros.tex")
+    assert r"\newcommand{\NumEpochs}{7}" in macros
+    import re
+    for name in re.findall(r"\\newcommand\{\\([^}]*)\}", macros):
+        assert name.isalpha(), name
+
+
+def test_setup_changes_with_config(tmp_path):
+    p = make_inputs(tmp_path, epochs=3)
+    from ssmvit.report import write_all
+
+    write_all(p["config"], p["agg"], p["figures"], p["generated"])
+    s = _read(p, "setup.tex")
+    assert "3 epochs" in s and "7 epochs" not in s
+    # no figures folder: figures.tex still written, with a sentence instead of figures
+    assert "includegraphics" not in _read(p, "figures.tex")
+
+
+def test_missing_inputs_give_sentences(tmp_path):
+    p = make_inputs(tmp_path)
+    for name in ("paired.csv", "efficiency.csv", "provenance.json", "histories.csv"):
+        (p["agg"] / name).unlink()
+    from ssmvit.report import write_all
+
+    write_all(p["config"], p["agg"], p["figures"], p["generated"])
+    assert "No paired comparison" in _read(p, "paired_table.tex")
+    assert "not available" in _read(p, "efficiency_table.tex")
+    assert "not available" in _read(p, "reproducibility.tex")
+
+
+def test_reproducibility(built):
+    t = _read(built, "reproducibility.tex")
+    assert "0123456789ab" in t
+    assert "uncommitted" in t
+    assert r"Xeon\_Gold" in t
+    assert "3723.5" in t or "3,723.5" in t or "1.03" in t
+
+
+def test_pdf_builds(built):
+    if not shutil.which("latexmk") or not shutil.which("pdftotext"):
+        pytest.skip("latexmk or pdftotext not installed")
+    paper = built["paper"]
+    shutil.copy(REPO / "paper" / "main.tex", paper / "main.tex")
+    shutil.copy(REPO / "paper" / "references.bib", paper / "references.bib")
+    out = paper / "build"
+    r = subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", f"-outdir={out}", "main.tex"],
+                       cwd=paper, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    pdf = out / "main.pdf"
+    assert pdf.exists()
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True).stdout
+    assert "0.912" in text and "0.004" in text
+    assert "needs download" in text
+    log = (out / "main.log").read_text(errors="replace")
+    assert "Citation" not in log or "undefined" not in log
+    assert "There were undefined references" not in log
