@@ -3,7 +3,9 @@
 Snakemake builds the job graph for a study config; every job becomes one DVC
 stage with the same shell command, the same inputs (deps) and outputs (outs),
 and the config keys it depends on (params). Test metrics become DVC metrics and
-training histories DVC plots (both small, kept out of the cache). The committed
+training histories DVC plots. For the reference study (outdir '.') the small
+text results are kept in git, not in the DVC cache; a study writing under an
+ignored folder (build/...) caches everything, so push/pull restores it all. The committed
 dvc.yaml is checked by a test that regenerates it and fails when it is stale.
 """
 
@@ -72,6 +74,7 @@ def stage_name(job: dict) -> str:
 def to_dvc(jobs: list[dict], configfile: str, python: str = sys.executable, wdir: str = ".") -> dict:
     """DVC stages for ``jobs``; ``wdir`` is the project root as seen from the dvc.yaml's folder."""
     file_values = yaml.safe_load(Path(configfile).read_text()) or {}
+    in_git = (file_values.get("outdir") or ".") in (".", "")  # small results tracked by git?
     stages = {}
     for job in jobs:
         if job["rule"] == "all":
@@ -90,14 +93,16 @@ def to_dvc(jobs: list[dict], configfile: str, python: str = sys.executable, wdir
                 stage["params"] = [{configfile: keys}]
         outs, metrics, plots = [], [], []
         for f in job["output"]:
+            # Data and checkpoints always live in the DVC cache; in the reference study the
+            # results (JSON, CSV, logits, figures, paper) are committed to git instead.
+            props = {} if (f.startswith("data/") or f.endswith(".pt") or not in_git) else {"cache": False}
+            entry = {f: props} if props else f
             if f.endswith("metrics.json"):
-                metrics.append({f: {"cache": False}})
+                metrics.append(entry)
             elif f.endswith("history.csv"):
-                plots.append({f: {"cache": False}})
-            elif f.endswith(".json") or f.endswith(".csv") and "/aggregate/" in f:
-                outs.append({f: {"cache": False}})  # small text results: kept in git, not the cache
+                plots.append(entry)
             else:
-                outs.append(f)
+                outs.append(entry)
         if outs:
             stage["outs"] = outs
         if metrics:
