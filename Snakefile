@@ -41,3 +41,10 @@ rule all:
     default_target: True
     input:
         rules.paper.output.pdf,
+
+
+onsuccess:
+    # One look at the result without opening the PDF: test ACC/AUC per configuration.
+    from ssmvit.pipeline import print_accuracy_summary
+
+    print_accuracy_summary(f"{OUTP}{P.AGGREGATE_DIR}/accuracy.csv")

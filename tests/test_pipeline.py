@@ -159,6 +159,12 @@ def test_smoke_paper_prints_the_numbers_of_the_csv(built):
     assert "synthetic" in text.lower() and "upsampled" in text.lower()
 
 
+def test_snakemake_report_holds_the_figures(built):
+    snakemake(f"--report report.html --configfile {SYN}", built)
+    html = (built / "report.html").read_text(errors="replace")
+    assert "curves_organamnist.pdf" in html and "Figures" in html
+
+
 def test_second_snakemake_run_does_nothing(built):
     r = snakemake(f"-n --cores 1 --configfile {SYN}", built)
     assert "Nothing to be done" in r.stdout + r.stderr
@@ -179,6 +185,24 @@ def test_changing_one_parameter_reruns_only_what_depends_on_it(built):
         assert counts.get("paper") == 1
     finally:
         cfg_path.write_text(original)
+
+
+def test_after_a_crash_the_rerun_redoes_only_the_incomplete_job(built):
+    """A job killed mid-way leaves its outputs missing (Snakemake deletes them); only it and
+    what reads it are redone."""
+    run = built / SYN_OUT / "results/runs/bloodmnist_64_vit_s1"
+    saved = {f: f.read_bytes() for f in run.iterdir() if f.is_file()}
+    try:
+        for name in ("best.pt", "history.csv", "train_summary.json"):
+            (run / name).unlink()
+        counts = jobs_planned(snakemake(f"-n --cores 1 --configfile {SYN}", built).stdout)
+        assert counts.get("train") == 1 and counts.get("evaluate") == 1, counts
+        assert "download" not in counts and "preprocess" not in counts and "profile" not in counts
+    finally:
+        for f, data in saved.items():
+            if not f.exists():
+                f.write_bytes(data)
+        snakemake(f"--touch --cores 1 --configfile {SYN}", built)
 
 
 def test_dvc_records_a_snakemake_run_and_both_tools_agree(built):

@@ -170,10 +170,11 @@ def provenance(config_file, train_summaries=(), profiles=(), root=".") -> dict:
         "dvc_lock_sha256": sha256("dvc.lock"),
         "train_devices": sorted({s.get("device_name") or s.get("device") for s in summaries}) or None,
         "device_name": env.get("device_name") or next((s.get("device_name") for s in summaries), None),
-        "driver": env.get("driver"),
+        "driver": env.get("gpu_driver") or env.get("driver"),
         "cuda": env.get("cuda") or torch.version.cuda,
         "torch": env.get("torch") or torch.__version__,
-        "python": platform.python_version(),
+        "python": env.get("python") or platform.python_version(),  # where the GPU stages ran
+        "python_here": platform.python_version(),  # where aggregation and the paper ran
         "stage_seconds": {
             "train": float(sum(s.get("train_seconds_total") or 0 for s in summaries)) if summaries else None,
             "profile": float(sum(p.get("seconds") or 0 for p in profs)) if any("seconds" in p for p in profs) else None,

@@ -100,3 +100,21 @@ def load_workflow_config(workflow, snakemake_config: dict) -> tuple[str, dict]:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2)
+
+
+def print_accuracy_summary(accuracy_csv) -> None:
+    """Print test ACC/AUC (mean over seeds) per dataset/resolution/model, if the table exists."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    if not Path(accuracy_csv).exists():
+        return
+    acc = pd.read_csv(accuracy_csv)
+    print(f"test metrics ({accuracy_csv}):")
+    for row in acc.itertuples():
+        if row.status == "ok":
+            print(f"  {row.dataset:12s} {row.resolution:>3d} {row.model:4s} ACC {row.acc_mean:.4f} "
+                  f"AUC {row.auc_mean:.4f}  ({row.n_seeds} seed{'s' if row.n_seeds > 1 else ''})")
+        else:
+            print(f"  {row.dataset:12s} {row.resolution:>3d} {row.model:4s} {row.status}")

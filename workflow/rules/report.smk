@@ -42,7 +42,8 @@ rule plot:
         confusion=run_files(P.CONFUSION),
         script="workflow/scripts/plot.py",
     output:
-        figures=directory(f"{OUTP}{P.FIGURES_DIR}"),
+        # report(): `snakemake --report report.html` shows every figure, grouped under "Figures".
+        figures=report(directory(f"{OUTP}{P.FIGURES_DIR}"), patterns=["{name}.pdf"], category="Figures"),
     log:
         f"{OUTP}logs/plot.log",
     params:

@@ -1,9 +1,11 @@
 """Stage: test-split metrics (ACC, AUC as medmnist computes them, macro-F1, confusion matrix)."""
+from ssmvit.gpus import claim_gpu
 from ssmvit import cli
 from ssmvit.evaluate import evaluate_run
 
 
 def main():
+    claim_gpu()  # one GPU per job on a multi-GPU host (before CUDA starts)
     p = cli.parser(__doc__)
     cli.add_run_args(p)
     p.add_argument("--data", default=None)

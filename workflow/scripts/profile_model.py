@@ -1,4 +1,5 @@
 """Stage: params, MACs (thop, FlopCounterMode, analytic), speed and peak memory of one configuration."""
+from ssmvit.gpus import claim_gpu
 from ssmvit import cli, paths
 from ssmvit.errors import UserError
 from ssmvit.fileio import write_json
@@ -17,6 +18,7 @@ def batch_sizes(text: str) -> list[int]:
 
 
 def main():
+    claim_gpu()  # one GPU per job on a multi-GPU host (before CUDA starts)
     p = cli.parser(__doc__)
     cli.add_run_args(p, seed=False)
     p.add_argument("--out", default=None, help="default: results/profile/{dataset}_{res}_{model}.json")

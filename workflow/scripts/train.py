@@ -1,9 +1,11 @@
 """Stage: train one model on one dataset/resolution/seed (resumes from last.pt)."""
+from ssmvit.gpus import claim_gpu
 from ssmvit import cli
 from ssmvit.training import train_one_run
 
 
 def main():
+    claim_gpu()  # one GPU per job on a multi-GPU host (before CUDA starts)
     p = cli.parser(__doc__)
     cli.add_run_args(p)
     p.add_argument("--data", default=None, help="preprocessed npz (default: data/processed/{dataset}_{res}.npz)")
