@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import shlex
 import sys
 from pathlib import Path
 
@@ -53,6 +54,7 @@ def snakemake_jobs(snakefile="Snakefile", configfile="config.yaml", workdir=".")
                 "wildcards": dict(job.wildcards.items()),
                 "input": [str(f) for f in job.input],
                 "output": [str(f) for f in job.output],
+                "log": [str(f) for f in job.log],
                 "shellcmd": (job.shellcmd or "").strip(),
             })
     return sorted(jobs, key=lambda j: (j["rule"], sorted(j["wildcards"].items())))
@@ -81,6 +83,9 @@ def to_dvc(jobs: list[dict], configfile: str, python: str = sys.executable, wdir
             continue
         # DVC runs the command with whatever `python` is on PATH (the project's environment).
         cmd = job["shellcmd"].replace(f"'{python}'", "python").replace(python, "python")
+        log_dirs = sorted({str(Path(f).parent) for f in job.get("log", [])})
+        if log_dirs:  # Snakemake makes log folders itself; under DVC the command must
+            cmd = f"mkdir -p {' '.join(shlex.quote(d) for d in log_dirs)} && {cmd}"
         stage = {"cmd": cmd}
         if wdir != ".":
             stage["wdir"] = wdir
