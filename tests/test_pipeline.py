@@ -188,21 +188,23 @@ def test_changing_one_parameter_reruns_only_what_depends_on_it(built):
 
 
 def test_after_a_crash_the_rerun_redoes_only_the_incomplete_job(built):
-    """A job killed mid-way leaves its outputs missing (Snakemake deletes them); only it and
-    what reads it are redone."""
-    run = built / SYN_OUT / "results/runs/bloodmnist_64_vit_s1"
-    saved = {f: f.read_bytes() for f in run.iterdir() if f.is_file()}
-    try:
-        for name in ("best.pt", "history.csv", "train_summary.json"):
-            (run / name).unlink()
-        counts = jobs_planned(snakemake(f"-n --cores 1 --configfile {SYN}", built).stdout)
-        assert counts.get("train") == 1 and counts.get("evaluate") == 1, counts
-        assert "download" not in counts and "preprocess" not in counts and "profile" not in counts
-    finally:
-        for f, data in saved.items():
-            if not f.exists():
-                f.write_bytes(data)
-        snakemake(f"--touch --cores 1 --configfile {SYN}", built)
+    """A run whose training crashed has no outputs (Snakemake removes them), and nothing
+    downstream of it exists yet: the rerun redoes that run and the report stages only."""
+    out = built / SYN_OUT
+    run = out / "results/runs/bloodmnist_64_vit_s1"
+    for name in ("best.pt", "history.csv", "train_summary.json", "metrics.json", "test_logits.npz",
+                 "confusion_matrix.csv"):
+        (run / name).unlink()
+    for gone in (out / "results/aggregate", out / "results/figures", out / "paper/generated", out / "paper/main.pdf"):
+        shutil.rmtree(gone) if gone.is_dir() else gone.unlink()
+    counts = jobs_planned(snakemake(f"-n --cores 1 --configfile {SYN}", built).stdout)
+    assert counts.get("train") == 1 and counts.get("evaluate") == 1, counts
+    assert "download" not in counts and "preprocess" not in counts and "profile" not in counts
+    assert counts.get("paper") == 1
+    snakemake(f"--cores 2 --configfile {SYN}", built)  # the rerun
+    assert (out / "paper/main.pdf").exists() and (run / "metrics.json").exists()
+    r = snakemake(f"-n --cores 1 --configfile {SYN}", built)
+    assert "Nothing to be done" in r.stdout + r.stderr
 
 
 def test_dvc_records_a_snakemake_run_and_both_tools_agree(built):
