@@ -74,3 +74,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     import fault_report
 
     fault_report.terminal_summary(terminalreporter, config)
+    slurm = sys.modules.get("test_slurm")
+    if slurm is not None and slurm.TIMINGS:  # wall times of the SLURM test (tests/test_slurm.py)
+        terminalreporter.write_line("slurm: " + "; ".join(f"{k}: {v:.0f} s" for k, v in slurm.TIMINGS.items()))

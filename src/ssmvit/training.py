@@ -14,7 +14,9 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 import platform
+import socket
 import time
 from pathlib import Path
 
@@ -205,6 +207,7 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
     fast_path = train_step.fast_path
 
     t_run = time.perf_counter()
+    started_utc = _utc_now()
     for epoch in range(start_epoch, epochs):
         if stop_after_epochs is not None and epoch >= stop_after_epochs:
             break
@@ -259,7 +262,10 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
                "fast_path": fast_path.as_dict(), "fast_path_requested": tcfg.get("fast_path"),
                "python": platform.python_version(), "fingerprint": fingerprint,
                "upsampled": bool(meta.get("upsampled")), "source_size": meta.get("source_size"),
-               "official_data": bool(meta.get("official_md5", True))}
+               "official_data": bool(meta.get("official_md5", True)),
+               # Where and when this call ran: on a cluster or a multi-GPU host this
+               # says which job and which card trained the model.
+               "where": _where_this_runs(device), "started_utc": started_utc, "ended_utc": _utc_now()}
     if finished:
         write_json(out_dir / "train_summary.json", summary)
     return summary
@@ -275,6 +281,18 @@ def _check_finite(losses: torch.Tensor, epoch: int, out_dir: Path) -> None:
 
 def _cpu_state(model: nn.Module) -> dict:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _where_this_runs(device: torch.device) -> dict:
+    where = {"host": socket.gethostname(), "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    if device.type == "cuda":
+        where["gpu_uuid"] = str(torch.cuda.get_device_properties(device).uuid)
+    return where
 
 
 def _device_name(device: torch.device) -> str:
