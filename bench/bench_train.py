@@ -77,6 +77,10 @@ def parse_args(argv=None):
     p.add_argument("--no-bf16", action="store_true", help="fast path without bf16 autocast")
     p.add_argument("--no-fused", action="store_true", help="fast path without the fused AdamW")
     p.add_argument("--skip-baseline", action="store_true", help="time the fast path only")
+    p.add_argument("--kernel-profile", default=None, metavar="CSV",
+                   help="also profile the fast training step at the first --train-batches size with "
+                        "torch.profiler: GPU kernel time per step by kind (FFT, GEMM, attention, "
+                        "elementwise, ...) against the step's wall time, written to CSV")
     p.add_argument("--quick", action="store_true",
                    help="tiny models and batches (CPU smoke test): res 28, batches 4/8, inference 16, 2 repeats")
     args = p.parse_args(argv)
@@ -227,7 +231,12 @@ def bench_config(args, cfg, env, device, model_name: str, res: int, colour: str,
             fp_label = "+".join(k for k, v in fp.as_dict().items() if v) or "none (inactive on this device)"
             fused = sdpa_fused_ok(model, x_check, fp, device) if model_name == "vit" else "n/a"
         model.eval()
-        logits[impl] = infer(x_check).float().clone()
+        try:
+            logits[impl] = infer(x_check).float().clone()
+        except Exception as exc:  # noqa: BLE001  a compiler failure of the fast path is recorded, not fatal
+            if impl == "baseline" or not (requested_fp.get("compile") or requested_fp.get("cuda_graphs")):
+                raise
+            print(f"# {model_name} {res} {colour}: compiled inference failed: {exc!r}"[:400], flush=True)
         for phase in phases:
             kind, batch = phase
             idx = torch.arange(batch, device=device)
@@ -247,10 +256,19 @@ def bench_config(args, cfg, env, device, model_name: str, res: int, colour: str,
                     else:
                         fn = lambda: infer(data.batch(idx)[0])  # noqa: E731
                 results[(impl, phase)] = time_fn(fn, device, args.repeats, args.warmup)
-            except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
-                if not is_oom(exc):
+                if (args.kernel_profile and impl == "fast" and kind == "train" and batch == args.train_batches[0]
+                        and device.type == "cuda"):
+                    kernel_breakdown(fn, device, 5, results[(impl, phase)][0] * 1e3,
+                                     {"model": model_name, "res": res, "colour": colour, "batch": batch,
+                                      "fast_path": fp_label})
+            except Exception as exc:  # noqa: BLE001  an OOM or a compiler failure is a result, not a crash
+                if is_oom(exc):
+                    status[phase].append(f"{impl} OOM")
+                elif impl == "fast" and (requested_fp.get("compile") or requested_fp.get("cuda_graphs")):
+                    status[phase].append(f"{impl} failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:80] if str(exc).strip() else ''}")
+                    print(f"# {model_name} {res} {colour} {phase}: fast path failed: {exc!r}"[:400], flush=True)
+                else:
                     raise
-                status[phase].append(f"{impl} OOM")
             finally:
                 optimizer.zero_grad(set_to_none=True)
                 fn = xb = yb = None
@@ -263,7 +281,7 @@ def bench_config(args, cfg, env, device, model_name: str, res: int, colour: str,
         run_impl("baseline")
     fp_label, sdpa = run_impl("fast")
 
-    if "baseline" in logits:
+    if "baseline" in logits and "fast" in logits:
         a, b = logits["fast"], logits["baseline"]
         rel_l2 = float((a - b).norm() / b.norm().clamp_min(1e-30))
         max_rel = float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
@@ -296,6 +314,65 @@ def bench_config(args, cfg, env, device, model_name: str, res: int, colour: str,
     return rows
 
 
+KERNEL_KINDS = (  # first match wins; names of cuFFT, cuBLAS/cuBLASLt (nvjet, sm90_xmma), flash/mem-eff attention
+    ("fft", ("fft",)),
+    ("attention", ("flash", "fmha", "attention")),
+    ("gemm", ("gemm", "nvjet", "xmma", "cutlass", "wgmma", "cublas")),
+    ("optimizer", ("adam", "multi_tensor", "foreach")),
+    ("norm", ("layer_norm", "layernorm")),
+    ("copy/transpose", ("copy", "transpose", "cat", "pad")),
+    ("reduction", ("reduce",)),
+)
+KERNEL_PROFILE = []  # rows for --kernel-profile
+KERNEL_TOP = []  # the most expensive kernels of each profiled step (--kernel-profile, file *_top.csv)
+
+
+def kernel_kind(name: str) -> str:
+    low = name.lower()
+    for kind, needles in KERNEL_KINDS:
+        if any(n in low for n in needles):
+            return kind
+    return "elementwise/other"
+
+
+def kernel_breakdown(fn, device, steps: int, step_ms: float, label: dict) -> None:
+    """GPU kernel time per step by kind, from torch.profiler, next to the timed step's wall time.
+
+    If the kernels add up to much less than the step's wall time, the GPU waits
+    on the host (launches, Python); if they fill it, the kinds say where it goes.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    sync(device)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            fn()
+        sync(device)
+    per_kind, count, kernels = {}, {}, []
+    for evt in prof.key_averages():
+        if str(getattr(evt, "device_type", "")).split(".")[-1] != "CUDA":
+            continue
+        if evt.key.startswith("Optimizer."):  # the optimizer's profiler annotation, not a kernel (its kernels count)
+            continue
+        t = getattr(evt, "self_device_time_total", None)
+        if t is None:
+            t = getattr(evt, "self_cuda_time_total", 0.0)
+        kind = kernel_kind(evt.key)
+        per_kind[kind] = per_kind.get(kind, 0.0) + t / 1e3 / steps  # us -> ms per step
+        count[kind] = count.get(kind, 0) + evt.count / steps
+        kernels.append((t / 1e3 / steps, evt.count / steps, kind, evt.key))
+    total = sum(per_kind.values())
+    for ms, n, kind, name in sorted(kernels, reverse=True)[:15]:
+        KERNEL_TOP.append(dict(label, kernel=name[:160], kind=kind, ms_per_step=ms, launches_per_step=n,
+                               share_of_kernel_time=ms / total if total else None))
+    for kind in sorted(per_kind, key=per_kind.get, reverse=True):
+        KERNEL_PROFILE.append(dict(label, kind=kind, kernel_ms_per_step=per_kind[kind],
+                                   kernels_per_step=count[kind], share_of_kernel_time=per_kind[kind] / total,
+                                   step_wall_ms=step_ms, kernel_ms_total=total,
+                                   gpu_busy_fraction=total / step_ms if step_ms else None))
+
+
 def fmt(v, spec=".3g"):
     if v is None:
         return "-"
@@ -314,6 +391,15 @@ def print_table(rows):
     widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
     for row in table:
         print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+
+
+def write_rows(path, rows, fieldnames=COLUMNS) -> None:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def main(argv=None) -> int:
@@ -345,14 +431,24 @@ def main(argv=None) -> int:
                 new = bench_config(args, cfg, env, device, model_name, res, colour, requested_fp)
                 rows += new
                 print(f"# {model_name} {res}x{res} {colour}: {time.perf_counter() - t0:.1f} s", flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+                write_rows(args.out, rows)  # after every configuration: a crash or timeout keeps the rows so far
     print_table(rows)
-    print(f"# wrote {out}")
+    print(f"# wrote {args.out}")
+    if args.kernel_profile and KERNEL_PROFILE:
+        kp = Path(args.kernel_profile)
+        write_rows(kp, KERNEL_PROFILE, list(KERNEL_PROFILE[0]))
+        for r in KERNEL_PROFILE:
+            print(f"  {r['model']:>4} {r['res']:>3} {r['colour']:>4} bs{r['batch']}: {r['kind']:<18} "
+                  f"{r['kernel_ms_per_step']:7.2f} ms/step ({r['share_of_kernel_time']:5.1%} of kernels, "
+                  f"{r['kernels_per_step']:6.0f} launches) | kernels {r['kernel_ms_total']:.2f} of "
+                  f"{r['step_wall_ms']:.2f} ms wall ({r['gpu_busy_fraction']:.0%} busy)")
+        print(f"# wrote {kp}")
+        top = kp.with_name(kp.stem + "_top.csv")
+        write_rows(top, KERNEL_TOP, list(KERNEL_TOP[0]))
+        for r in KERNEL_TOP:
+            print(f"  {r['model']:>4} {r['res']:>3} {r['colour']:>4}: {r['ms_per_step']:7.2f} ms x{r['launches_per_step']:4.0f} "
+                  f"{r['kind']:<18} {r['kernel'][:110]}")
+        print(f"# wrote {top}")
     bad = sorted({(r["model"], r["res"], r["colour"]) for r in rows if r["numerics_ok"] is False})
     if bad:
         print(f"NUMERICS CHECK FAILED (relative L2 of logits > {args.tol}) for {bad}", file=sys.stderr)
