@@ -114,7 +114,8 @@ def smoke(cluster, tmp_path_factory):
            on_slurm, env=slurm_env, timeout=1700)
     TIMINGS["smoke study, SLURM (profiles/slurm, 1 node x 2 cores)"] = time.perf_counter() - t0
     # The executor writes rule_<rule>[_wildcards_<values>] into each job's comment; `--gpus` shows as tres-per-job.
-    jobs = [row for row in _squeue(cluster, "--states=all", "-O", "JobID:|,Comment:|,State:|,tres-per-job:|")
+    jobs = [row for row in _squeue(cluster, "--states=all", "-O",
+                                   "JobID:|,Comment:|,State:|,tres-per-job:|,cpus-per-task:|")
             if row[0] not in before]
     return {"local": local, "slurm": on_slurm, "planned": planned, "jobs": jobs, "stdout": r.stdout + r.stderr,
             "configfile": configfile, "env": slurm_env}
@@ -123,23 +124,26 @@ def smoke(cluster, tmp_path_factory):
 def test_every_job_of_the_smoke_study_ran_as_a_slurm_job(smoke):
     planned = {rule: n for rule, n in smoke["planned"].items() if rule != "all"}  # `all` only collects
     ran = {}
-    for job_id, comment, state, _ in smoke["jobs"]:
+    for job_id, comment, state, *_ in smoke["jobs"]:
         assert state == "COMPLETED", (job_id, comment, state)
         rule = comment.removeprefix("rule_").split("_wildcards_")[0]
         ran[rule] = ran.get(rule, 0) + 1
     assert ran == planned
 
 
-def test_gpu_rules_asked_slurm_for_a_gpu_of_the_configured_model(smoke):
-    gres = {comment.removeprefix("rule_").split("_wildcards_")[0]: tres for _, comment, _, tres in smoke["jobs"]}
-    for rule in ("train", "evaluate", "profile"):
-        assert gres[rule] == f"gres:gpu:{GPU_MODEL}:1", (rule, gres[rule])
+def test_jobs_asked_slurm_for_the_rule_s_gpu_model_and_threads(smoke):
+    asked = {}
+    for _, comment, _, tres, cpus in smoke["jobs"]:
+        asked.setdefault(comment.removeprefix("rule_").split("_wildcards_")[0], set()).add((tres, cpus))
+    for rule in ("evaluate", "profile"):
+        assert asked[rule] == {(f"gres:gpu:{GPU_MODEL}:1", "1")}, (rule, asked[rule])
+    assert asked["train"] == {(f"gres:gpu:{GPU_MODEL}:1", "2")}, asked["train"]  # threads: 2 -> --cpus-per-task=2
     for rule in ("preprocess", "aggregate", "paper"):
-        assert gres[rule] == "N/A", (rule, gres[rule])
+        assert asked[rule] == {("N/A", "1")}, (rule, asked[rule])
 
 
 def test_each_model_was_trained_inside_the_slurm_job_that_squeue_reported(smoke):
-    by_id = {job_id: comment for job_id, comment, _, _ in smoke["jobs"]}
+    by_id = {job_id: comment for job_id, comment, *_ in smoke["jobs"]}
     summaries = sorted((smoke["slurm"] / OUT / "results/runs").glob("*/train_summary.json"))
     assert len(summaries) == smoke["planned"]["train"]
     for path in summaries:
