@@ -55,3 +55,39 @@ def test_nothing_changes_with_one_gpu_or_a_scheduler_choice(tmp_path, monkeypatc
     monkeypatch.setenv("SSMVIT_GPU_COUNT", "4")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
     assert claim_gpu(tmp_path) is None and os.environ["CUDA_VISIBLE_DEVICES"] == "3"
+
+
+def test_pipeline_gpus_bench_records_which_card_ran_each_job(tmp_path):
+    """bench/pipeline_gpus.py on CPU with two faked cards: modes run, each run says where it ran."""
+    import pandas as pd
+    import yaml
+
+    from conftest import TINY_MODELS
+    from test_pipeline import copy_repo
+
+    root = copy_repo(tmp_path / "repo")
+    cfg = yaml.safe_load((root / "config/smoke-synthetic.yaml").read_text())
+    cfg["study"].update({"datasets": ["organamnist"], "resolutions": [28], "seeds": [0], "profile_only": []})
+    cfg["data"]["upsample_from"] = {}
+    cfg["train"].update({"epochs": 1, "max_train_samples": 64, "max_eval_samples": 64})
+    cfg["models"] = TINY_MODELS
+    (root / "config/tiny-gpus.yaml").write_text(yaml.safe_dump(cfg))
+    env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "MEDMNIST_ROOT")}
+    env["SSMVIT_GPU_COUNT"] = "2"
+    r = subprocess.run([sys.executable, "bench/pipeline_gpus.py", "--config", "config/tiny-gpus.yaml",
+                        "--out", "build/pg", "--modes", "2gpu", "1gpu", "--cores", "2"],
+                       cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    modes = pd.read_csv(root / "build/pg/modes.csv")
+    assert list(modes["mode"]) == ["2gpu", "1gpu"] and (modes["runs"] == 2).all() and (modes["wall_s"] > 0).all()
+    runs = pd.read_csv(root / "build/pg/runs.csv", dtype={"cuda_visible_devices": str, "gpu_claim_log": str},
+                       keep_default_na=False)
+    assert sorted(runs["model"]) == ["s4d", "s4d", "vit", "vit"]
+    two = runs[runs["mode"] == "2gpu"]
+    for _, row in two.iterrows():  # each job claimed a card and ran with only that card visible
+        assert row["gpu_claim_log"] == f"gpu: this job uses GPU {row['cuda_visible_devices']} " \
+                                       f"(slot {row['cuda_visible_devices']} of 2)", row.to_dict()
+    one = runs[runs["mode"] == "1gpu"]
+    assert (one["cuda_visible_devices"] == "0").all() and (one["gpu_claim_log"] == "").all()  # already pinned
+    # the same runs give the same test accuracy whatever the scheduling
+    assert sorted(two["test_acc"]) == sorted(one["test_acc"])
