@@ -41,6 +41,7 @@ from ssmvit.config import DEFAULTS, load_config, model_settings  # noqa: E402
 from ssmvit.fastpath import compile_model, inference_forward, make_train_step, resolve_fast_path  # noqa: E402
 from ssmvit.macs import count_macs_analytic, macs_at_batch  # noqa: E402
 from ssmvit.models import INPUT_LAYOUT, build_model, count_params  # noqa: E402
+from ssmvit.profiling import is_oom, time_calls  # noqa: E402
 from ssmvit.training import DeviceData, build_optimizer  # noqa: E402
 
 COLOURS = {"gray": {"n_channels": 1, "n_classes": 11, "shapes_of": "organamnist"},
@@ -118,10 +119,6 @@ def free(device):
         torch.cuda.empty_cache()
 
 
-def is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-
 def time_fn(fn, device, repeats: int, warmup: int) -> tuple[float, float | None]:
     """(median seconds of one call over ``repeats``, peak MiB allocated during the timed calls or None on CPU)."""
     for _ in range(warmup):
@@ -129,19 +126,7 @@ def time_fn(fn, device, repeats: int, warmup: int) -> tuple[float, float | None]
     sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
+    times = time_calls(fn, device, repeats)  # the same timing as the pipeline's profile stage
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return statistics.median(times), peak
 

@@ -250,8 +250,8 @@ def _tensor_bytes(tensors) -> int:
 
 
 # ----------------------------------------------------------------------------------- timing
-def _time_calls(fn, device: torch.device, repeats: int) -> list[float]:
-    """Seconds of each of ``repeats`` calls of ``fn``."""
+def time_calls(fn, device: torch.device, repeats: int) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``fn`` (CUDA events on a GPU; also used by bench/bench_train.py)."""
     times = []
     for _ in range(repeats):
         if device.type == "cuda":
@@ -306,7 +306,7 @@ def _profile_training(model, optimizer, model_name, n_channels, n_classes, res, 
             step()
         _check_cap(peaks, cap_mb)
         peaks.reset()  # from here on: the steady state, optimizer state already allocated
-        result = _rate_summary(batch, _time_calls(step, device, repeats))
+        result = _rate_summary(batch, time_calls(step, device, repeats))
         result.update(peaks.read())
         return result
     except RuntimeError as exc:
@@ -331,7 +331,7 @@ def _profile_inference(model, model_name, n_channels, res, device, batch, repeat
                 model(x)
             _check_cap(peaks, cap_mb)
             peaks.reset()
-            result = _rate_summary(batch, _time_calls(lambda: model(x), device, repeats))
+            result = _rate_summary(batch, time_calls(lambda: model(x), device, repeats))
         result.update(peaks.read())
         return result
     except RuntimeError as exc:
