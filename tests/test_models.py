@@ -5,7 +5,7 @@ import torch
 
 from ssmvit.config import load_config, model_settings
 from ssmvit.datasets import describe
-from ssmvit.models import S4DLayer, build_model, count_params
+from ssmvit.models import S4DClassifier, S4DKernel, S4DLayer, build_model, count_params
 from ssmvit.training import build_optimizer
 
 # The seed study's table: ViT 22.14 M (OrganAMNIST 28x28), 22.32 M (DermaMNIST; its rows are 64x64);
@@ -101,3 +101,43 @@ def test_ssm_params_get_their_own_lr_and_no_weight_decay():
     assert len(ssm["params"]) == 2 * 4  # log_dt, C, log_A_real, A_imag per layer
     opt2 = build_optimizer(m, lr=1e-4, weight_decay=0.01, ssm_lr=1e-3)
     assert opt2.param_groups[1]["lr"] == 1e-4  # min(lr, ssm_lr)
+
+
+@pytest.mark.parametrize("length", [784, 4096, 100, 37, 10])
+def test_s4d_chunked_convolution_equals_the_fft_convolution(length):
+    """chunked_causal_conv (Toeplitz within chunks, SSM state between them) == causal_fft_conv, in fp64."""
+    from ssmvit.models.s4d import causal_fft_conv, chunked_causal_conv, conv_chunk_size
+
+    torch.manual_seed(0)
+    kernel = S4DKernel(6, 16).double()
+    with torch.no_grad():
+        kernel.log_dt.uniform_(-7, -1)  # slow and fast decays: the state carries across many chunks
+    u = torch.randn(6, 3, length, dtype=torch.float64)  # (H, B, L)
+    ref = causal_fft_conv(u.transpose(0, 1), kernel(length)).transpose(0, 1)
+    for chunk in (None, 16):
+        got = chunked_causal_conv(u, kernel, chunk)
+        assert got.shape == ref.shape
+        assert torch.allclose(got, ref, rtol=0, atol=1e-12 * float(ref.abs().max())), (chunk, (got - ref).abs().max())
+    assert conv_chunk_size(length) == {784: 112, 4096: 256, 100: 100, 37: 37, 10: 10}[length]
+
+
+def test_s4d_chunked_model_equals_the_fft_model_with_gradients_and_dropout():
+    """conv_algorithm 'chunked' ((H, B, L) layout) computes the same logits and gradients, same dropout masks."""
+    torch.manual_seed(0)
+    m = S4DClassifier(3, 7, d_model=16, n_layers=2, d_state=8, dropout=0.1).double().train()
+    x = torch.randn(5, 784, 3, dtype=torch.float64)
+    results = []
+    for algorithm in ("fft", "chunked"):
+        m.conv_algorithm = algorithm
+        torch.manual_seed(1)
+        out = m(x)
+        out.square().sum().backward()
+        results.append((out.detach(), {n: p.grad.clone() for n, p in m.named_parameters()}))
+        m.zero_grad(set_to_none=True)
+    (out_a, grads_a), (out_b, grads_b) = results
+    assert torch.allclose(out_a, out_b, rtol=1e-10, atol=1e-12)
+    for name in grads_a:
+        assert torch.allclose(grads_a[name], grads_b[name], rtol=1e-8, atol=1e-12), name
+    m.conv_algorithm = "fourier"
+    with pytest.raises(ValueError, match="unknown S4D conv_algorithm 'fourier'; valid: fft, chunked"):
+        m(x)

@@ -63,17 +63,36 @@ class ViT(nn.Module):
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_dim, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, n_classes)
+        self._compiled_block = None  # set by compile_blocks
+        self.use_compiled_blocks = False
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         self.apply(_init_weights)
+
+    def compile_blocks(self, **compile_kwargs) -> None:
+        """``torch.compile`` the transformer block instead of the whole model.
+
+        The blocks are alike and share one compiled graph (their parameters are
+        graph inputs), so compile time is that of one block. They run while
+        ``use_compiled_blocks`` is true (``fastpath.compiled_blocks``).
+        Idempotent; the state_dict is unchanged.
+        """
+        if self._compiled_block is None:
+            self._compiled_block = torch.compile(_call_block, **compile_kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, N, D)
         cls = self.cls_token.expand(x.shape[0], -1, -1)
         x = self.pos_drop(torch.cat([cls, x], dim=1) + self.pos_embed)
+        run = self._compiled_block if self.use_compiled_blocks and self._compiled_block is not None else _call_block
         for block in self.blocks:
-            x = block(x)
+            x = run(block, x)
         return self.head(self.norm(x)[:, 0])
+
+
+def _call_block(block: Block, x: torch.Tensor) -> torch.Tensor:
+    """``block(x)``: the function ``ViT.compile_blocks`` compiles once for all blocks."""
+    return block(x)
 
 
 def _init_weights(m: nn.Module) -> None:
