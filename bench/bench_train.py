@@ -54,7 +54,7 @@ QUICK_MODELS = {
 COLUMNS = ["gpu", "driver", "cuda", "torch", "device", "model", "res", "colour", "n_channels", "n_classes", "width",
            "params", "phase", "batch", "fwd_macs_per_batch", "baseline_ms", "fast_ms", "baseline_samples_s",
            "fast_samples_s", "speedup", "baseline_tflops", "fast_tflops", "fast_frac_peak", "peak_tflops",
-           "baseline_peak_mib", "fast_peak_mib", "fast_path", "sdpa_fused", "logits_rel_l2", "logits_max_rel",
+           "baseline_peak_mib", "fast_peak_mib", "fast_warmup_s", "fast_path", "sdpa_fused", "logits_rel_l2", "logits_max_rel",
            "argmax_agree", "tol_rel_l2", "numerics_ok", "repeats", "warmup", "status"]
 
 
@@ -73,10 +73,15 @@ def parse_args(argv=None):
     p.add_argument("--tol", type=float, default=2e-2, help="max relative L2 error of fast logits vs fp32 baseline")
     p.add_argument("--config", default=None, help="study config YAML for model settings (default: package defaults)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--compile", action="store_true", help="fast path with train.fast_path.compile")
+    p.add_argument("--compile", action="store_true", help="fast path with train.fast_path.compile (the default)")
+    p.add_argument("--no-compile", action="store_true", help="fast path without torch.compile (eager)")
     p.add_argument("--cuda-graphs", action="store_true", help="fast path with cuda_graphs (needs --compile)")
+    p.add_argument("--compile-scope", choices=["blocks", "model"], default=None,
+                   help="train.fast_path.compile_scope (default: the config's)")
     p.add_argument("--no-bf16", action="store_true", help="fast path without bf16 autocast")
     p.add_argument("--no-fused", action="store_true", help="fast path without the fused AdamW")
+    p.add_argument("--no-chunked", action="store_true",
+                   help="fast path without s4d_chunked_conv (S4D convolves by FFT, as the baseline)")
     p.add_argument("--skip-baseline", action="store_true", help="time the fast path only")
     p.add_argument("--kernel-profile", default=None, metavar="CSV",
                    help="also profile the fast training step at the first --train-batches size with "
@@ -119,16 +124,19 @@ def free(device):
         torch.cuda.empty_cache()
 
 
-def time_fn(fn, device, repeats: int, warmup: int) -> tuple[float, float | None]:
-    """(median seconds of one call over ``repeats``, peak MiB allocated during the timed calls or None on CPU)."""
+def time_fn(fn, device, repeats: int, warmup: int) -> tuple[float, float | None, float]:
+    """(median seconds of one call over ``repeats``, peak MiB allocated during the timed calls or None on CPU,
+    seconds of the warm-up calls: with torch.compile, mostly compile time)."""
+    t0 = time.perf_counter()
     for _ in range(warmup):
         fn()
     sync(device)
+    warm_s = time.perf_counter() - t0
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = time_calls(fn, device, repeats)  # the same timing as the pipeline's profile stage
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    return statistics.median(times), peak
+    return statistics.median(times), peak, warm_s
 
 
 def random_uint8_data(n: int, n_channels: int, n_classes: int, res: int, layout: str, device, seed: int) -> DeviceData:
@@ -165,6 +173,9 @@ def bench_config(args, cfg, env, device, model_name: str, res: int, colour: str,
     mcfg = cfg["models"][model_name]
     lr, ssm_lr, wd = float(mcfg["lr"]), mcfg.get("ssm_lr"), float(cfg["train"]["weight_decay"])
     macs = count_macs_analytic(model_name, n_ch, n_cls, res, settings)
+    # Each configuration compiles afresh, as in a training job (one run per process): without this, the
+    # compiled blocks of earlier configurations count towards dynamo's recompile limit and later ones run eager.
+    torch._dynamo.reset()
     torch.manual_seed(args.seed)
     reference = build_model(model_name, n_ch, n_cls, res, **settings)
     state = copy.deepcopy(reference.state_dict())
@@ -213,7 +224,8 @@ def bench_config(args, cfg, env, device, model_name: str, res: int, colour: str,
             def train_step(x, y):
                 step(x, y)
 
-            fp_label = "+".join(k for k, v in fp.as_dict().items() if v) or "none (inactive on this device)"
+            fp_label = "+".join(k if v is True else f"{k}={v}" for k, v in fp.as_dict().items() if v) \
+                or "none (inactive on this device)"
             fused = sdpa_fused_ok(model, x_check, fp, device) if model_name == "vit" else "n/a"
         model.eval()
         try:
@@ -292,6 +304,7 @@ def bench_config(args, cfg, env, device, model_name: str, res: int, colour: str,
             row[f"{impl}_samples_s"] = batch / r[0] if r else None
             row[f"{impl}_tflops"] = flops / r[0] / 1e12 if r else None
             row[f"{impl}_peak_mib"] = r[1] if r else None
+            row[f"{impl}_warmup_s"] = r[2] if r else None
         if row["baseline_samples_s"] and row["fast_samples_s"]:
             row["speedup"] = row["fast_samples_s"] / row["baseline_samples_s"]
         row["fast_frac_peak"] = row["fast_tflops"] / args.peak_tflops if row["fast_tflops"] else None
@@ -371,7 +384,7 @@ def print_table(rows):
             ("batch", "batch", "s"), ("baseline_samples_s", "base/s", ".4g"), ("fast_samples_s", "fast/s", ".4g"),
             ("speedup", "x", ".2f"), ("fast_tflops", "TFLOP/s", ".3g"), ("fast_frac_peak", "%peak", ".1%"),
             ("baseline_peak_mib", "baseMiB", ".0f"), ("fast_peak_mib", "fastMiB", ".0f"),
-            ("logits_rel_l2", "relL2", ".1e"), ("status", "status", "s")]
+            ("fast_warmup_s", "warm_s", ".1f"), ("logits_rel_l2", "relL2", ".1e"), ("status", "status", "s")]
     table = [[h for _, h, _ in cols]] + [[fmt(r[k], s if s != "s" else "") for k, _, s in cols] for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
     for row in table:
@@ -405,6 +418,12 @@ def main(argv=None) -> int:
         requested_fp["bf16_autocast"] = False
     if args.no_fused:
         requested_fp["fused_optimizer"] = False
+    if args.no_compile:
+        requested_fp.update(compile=False, cuda_graphs=False)
+    if args.compile_scope:
+        requested_fp["compile_scope"] = args.compile_scope
+    if args.no_chunked:
+        requested_fp["s4d_chunked_conv"] = False
     env = environment(device)
     print(f"# {env['gpu']} | driver {env['driver'] or '-'} | CUDA {env['cuda'] or '-'} | torch {env['torch']} | "
           f"fast path requested {requested_fp}", flush=True)

@@ -30,15 +30,18 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
-FP32 = {"bf16_autocast": False, "fused_optimizer": False, "compile": False, "cuda_graphs": False}
-COMPILED = {"bf16_autocast": True, "fused_optimizer": True, "compile": True, "cuda_graphs": True}
+FP32 = {"bf16_autocast": False, "fused_optimizer": False, "s4d_chunked_conv": False, "compile": False,
+        "cuda_graphs": False}
+COMPILED = {"bf16_autocast": True, "fused_optimizer": True, "s4d_chunked_conv": True, "compile": True,
+            "cuda_graphs": True}
 # mode -> (CUDA_VISIBLE_DEVICES or None to leave the host's cards visible, --resources gpu=N,
 #          train.fast_path replacing the config's, or None to keep it)
 MODES = {
     "2gpu": (None, 2, None),             # two jobs at once, each pinned to its own card (ssmvit.gpus)
     "1gpu": ("0", 1, None),              # one job at a time on card 0
     "1gpu-2jobs": ("0", 2, None),        # two jobs at once, both on card 0
-    "fp32-2gpu": (None, 2, FP32),        # as 2gpu, with the plain fp32 step (no autocast, no fused AdamW)
+    "fp32-1gpu": ("0", 1, FP32),          # as 1gpu, with the plain fp32 step
+    "fp32-2gpu": (None, 2, FP32),        # as 2gpu, with the plain fp32 step (no autocast, no fused AdamW, FFT S4D)
     "compiled-1gpu": ("0", 1, COMPILED),  # one job at a time, torch.compile + CUDA graphs
 }
 
@@ -75,7 +78,9 @@ def run_mode(mode: str, cfg: dict, out: Path, cores: int) -> dict:
                      "cuda_visible_devices": s["where"].get("cuda_visible_devices"),
                      "gpu_uuid": s["where"].get("gpu_uuid"), "gpu_claim_log": claim,
                      "started_utc": s["started_utc"], "ended_utc": s["ended_utc"],
-                     "train_seconds": round(s["train_seconds_total"], 1), "fast_path": json.dumps(s["fast_path"]),
+                     "train_seconds": round(s["train_seconds_total"], 1),
+                     "epoch_seconds": " ".join(f"{v:.1f}" for v in pd.read_csv(summary.parent / "history.csv")["seconds"]),
+                     "fast_path": json.dumps(s["fast_path"]), "fast_path_note": s.get("fast_path_note"),
                      "test_acc": metrics["acc"], "test_auc": metrics["auc"], "device_name": s["device_name"]})
     return {"mode": mode, "gpus_visible": visible or "all", "resources_gpu": gpus,
             "fast_path": json.dumps(cfg["train"].get("fast_path", "config default")),

@@ -121,19 +121,21 @@ def test_vit_attention_calls_sdpa_without_mask_and_with_unit_stride_heads(monkey
 
 
 def test_fast_path_resolves_to_nothing_on_cpu():
-    every = {k: True for k in DEFAULT_FAST_PATH}
+    every = {k: True for k in DEFAULT_FAST_PATH} | {"compile_scope": "model"}
     assert resolve_fast_path(every, "cpu") == FastPath()
     assert resolve_fast_path(None, torch.device("cpu")).any is False
-    assert resolve_fast_path(FastPath(True, True, True, True), "cpu") == FastPath()
+    assert resolve_fast_path(FastPath(True, True, True, True, "blocks", True), "cpu") == FastPath()
     assert DEFAULTS["train"]["fast_path"] == DEFAULT_FAST_PATH
     with pytest.raises(ValueError, match="unknown fast_path"):
         resolve_fast_path({"channels_last": True}, "cpu")
+    with pytest.raises(ValueError, match="compile_scope 'layers'; valid: blocks, model"):
+        resolve_fast_path({"compile_scope": "layers"}, "cpu")
 
 
 @pytest.mark.parametrize("name", ["s4d", "vit"])
 def test_fast_path_step_on_cpu_is_bit_identical_to_the_plain_step(name):
     """make_train_step with every part requested == the plain eager step, bit for bit, on CPU."""
-    every = {k: True for k in DEFAULT_FAST_PATH}
+    every = {k: True for k in DEFAULT_FAST_PATH} | {"compile_scope": "model"}
     x = _input(name, 24, 1, 28)
     y = torch.randint(0, 11, (24,), generator=torch.Generator().manual_seed(2))
     finals = []
@@ -171,9 +173,22 @@ def test_training_summary_records_inactive_fast_path_on_cpu(tiny_cfg, in_tmp):
     preprocess(cfg, "organamnist", 28, paths.raw("organamnist", 28))
     train_one_run(cfg, "organamnist", 28, "s4d", 0, progress=False)
     summary = json.loads((paths.run_dir("organamnist", 28, "s4d", 0) / "train_summary.json").read_text())
-    assert summary["fast_path"] == {"bf16_autocast": False, "fused_optimizer": False, "compile": False,
-                                    "cuda_graphs": False}
+    assert summary["fast_path"] == {"bf16_autocast": False, "fused_optimizer": False, "s4d_chunked_conv": False,
+                                    "compile": False, "compile_scope": None, "cuda_graphs": False}
     assert summary["fast_path_requested"] == DEFAULT_FAST_PATH
+    assert summary["fast_path_note"] is None
+
+
+def test_training_arithmetic_names_the_active_fast_path_parts():
+    """The runs table (and the paper) say how each run's steps were computed."""
+    from ssmvit.aggregate import training_arithmetic
+
+    assert training_arithmetic(FastPath().as_dict()) == "fp32 eager"
+    assert training_arithmetic(None) == "fp32 eager"
+    gpu = FastPath(bf16_autocast=True, fused_optimizer=True, s4d_chunked_conv=True, compile=True,
+                   compile_scope="blocks").as_dict()
+    assert training_arithmetic(gpu) == ("bf16 autocast + fused AdamW + torch.compile (blocks) + "
+                                        "chunked S4D convolution")
 
 
 @pytest.mark.parametrize("name", ["s4d", "vit"])
@@ -210,3 +225,65 @@ def test_bench_quick_runs_on_cpu(tmp_path):
         assert r["fast_path"].startswith("none") and r["torch"] == torch.__version__
     assert {r["phase"] for r in rows} == {"train", "infer"}
     assert f"wrote {out}" in proc.stdout
+
+
+def _train_three_batches(name, fast_path, model_cls=None):
+    """Train a tiny model on batches of 8, 8 and 5 (an epoch's smaller last batch) with TrainStep(fast_path), on CPU."""
+    from ssmvit.fastpath import TrainStep
+
+    torch.manual_seed(0)
+    m = model_cls(1, 11, **TINY[name]) if model_cls else build_model(name, 1, 11, 28, **TINY[name])
+    opt = build_optimizer(m, 1e-3, 0.01, 1e-3)
+    step = TrainStep(m, opt, fast_path)
+    x = _input(name, 21, 1, 28)
+    y = torch.randint(0, 11, (21,), generator=torch.Generator().manual_seed(2))
+    torch.manual_seed(5)
+    losses = [step(x[a:b], y[a:b])[0] for a, b in ((0, 8), (8, 16), (16, 21))]
+    return step, torch.stack(losses), {k: v.clone() for k, v in m.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", ["s4d", "vit"])
+def test_compiled_blocks_train_like_the_eager_model_and_compile_once(name):
+    """compile (scope blocks; S4D with the chunked convolution) trains as the plain eager step does, within
+    fp32 rounding; the blocks share one graph and the smaller last batch runs eager (no recompilation).
+    Run with inductor's CPU backend: the fast path itself is CUDA-only, the compiled code path is the same."""
+    from torch._dynamo.utils import counters
+
+    import torch._inductor.config
+
+    torch._dynamo.reset()
+    counters.clear()
+    fp = FastPath(compile=True, compile_scope="blocks", s4d_chunked_conv=True)
+    with torch._inductor.config.patch(fallback_random=True):  # eager's dropout masks (inductor has its own RNG)
+        step, losses, state = _train_three_batches(name, fp)
+    assert step.compile_error is None and step.compiled_batch_size == 8
+    assert counters["stats"]["unique_graphs"] == 1  # one graph for all blocks, none for the batch of 5
+    if name == "s4d":
+        assert step.model.conv_algorithm == "chunked"
+    _, plain_losses, plain_state = _train_three_batches(name, FastPath())
+    assert torch.allclose(losses, plain_losses, rtol=1e-4, atol=1e-5)
+    for k in state:
+        assert torch.allclose(state[k], plain_state[k], rtol=1e-3, atol=1e-5), k
+
+
+def test_a_compiler_failure_falls_back_to_the_eager_step_from_the_same_state(capsys):
+    """A backend that fails: one warning line, compile_error recorded, and the run is the plain eager run."""
+    from ssmvit.models import S4DClassifier
+
+    def failing_backend(gm, example_inputs):
+        raise RuntimeError("backend exploded")
+
+    class FailingCompile(S4DClassifier):
+        def compile_blocks(self, **kw):
+            super().compile_blocks(backend=failing_backend)
+
+    torch._dynamo.reset()
+    fp = FastPath(compile=True, compile_scope="blocks", s4d_chunked_conv=True)
+    step, losses, state = _train_three_batches("s4d", fp, FailingCompile)
+    assert "torch.compile failed" in step.compile_error and "backend exploded" in step.compile_error
+    assert "warning: torch.compile failed" in capsys.readouterr().out
+    assert step.fast_path.compile is False and step.model.conv_algorithm == "fft"
+    _, plain_losses, plain_state = _train_three_batches("s4d", FastPath(), FailingCompile)
+    assert torch.equal(losses, plain_losses)  # same dropout masks: the RNG was restored for the retry
+    for k in state:
+        assert torch.equal(state[k], plain_state[k]), k

@@ -52,7 +52,8 @@ DEFAULTS: dict[str, Any] = {
         "device": "auto",
         "threads": None,
         # GPU fast path (ssmvit.fastpath); every part applies on CUDA only, a CPU run is plain fp32 eager.
-        "fast_path": {"bf16_autocast": True, "fused_optimizer": True, "compile": False, "cuda_graphs": False},
+        "fast_path": {"bf16_autocast": True, "fused_optimizer": True, "s4d_chunked_conv": True, "compile": True,
+                      "compile_scope": "blocks", "cuda_graphs": False},
     },
     "profile": {
         "batch_sizes": [1, 64, 256, 1024],

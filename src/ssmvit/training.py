@@ -203,6 +203,10 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
             _set_rng_state(state["rng"], device)
             history, best_val, start_epoch = state["history"], state["best_val_acc"], state["epoch"]
             print(f"resuming {out_dir} after epoch {start_epoch}")
+    if fast_path.compile:
+        # One inductor cache for all jobs of a study (also across SLURM nodes on a shared filesystem):
+        # a shape compiled once (45-65 s for S4D) loads from it in seconds. The user's setting wins.
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str((Path(cfg["outdir"]) / ".torchinductor-cache").resolve()))
     train_step = make_train_step(model, optimizer, fast_path, device)  # forward, loss, backward, update
     fast_path = train_step.fast_path
 
@@ -260,6 +264,7 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
                "train_seconds_total": float(sum(r["seconds"] for r in history)),
                "device": str(device), "device_name": _device_name(device), "torch": torch.__version__,
                "fast_path": fast_path.as_dict(), "fast_path_requested": tcfg.get("fast_path"),
+               "fast_path_note": train_step.compile_error,
                "python": platform.python_version(), "fingerprint": fingerprint,
                "upsampled": bool(meta.get("upsampled")), "source_size": meta.get("source_size"),
                "official_data": bool(meta.get("official_md5", True)),
