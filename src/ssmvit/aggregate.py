@@ -35,7 +35,20 @@ MEDMNIST_V2_RESNET18_28 = {
 
 RUN_COLUMNS = ["dataset", "resolution", "model", "seed", "acc", "auc", "macro_f1", "test_loss", "n_test",
                "params", "best_epoch", "epochs", "train_seconds", "train_samples", "device", "device_name",
-               "upsampled", "source_size", "official_data"]
+               "training_arithmetic", "upsampled", "source_size", "official_data"]
+
+# How a training step ran (train_summary.json "fast_path": the parts that were active), in words for the paper.
+FAST_PATH_WORDS = {"bf16_autocast": "bf16 autocast", "fused_optimizer": "fused AdamW",
+                   "compile": "torch.compile", "s4d_chunked_conv": "chunked S4D convolution",
+                   "cuda_graphs": "CUDA graphs"}
+
+
+def training_arithmetic(fast_path: dict | None) -> str:
+    """'fp32 eager' for a plain step, else the active fast-path parts, e.g. 'bf16 autocast + fused AdamW + ...'."""
+    active = [FAST_PATH_WORDS[k] + (f" ({fast_path['compile_scope']})" if k == "compile" and fast_path.get("compile_scope")
+                                    else "")
+              for k in FAST_PATH_WORDS if (fast_path or {}).get(k) is True]
+    return " + ".join(active) if active else "fp32 eager"
 
 
 def _read_json(path) -> dict:
@@ -55,7 +68,9 @@ def collect_runs(metrics_files, summary_files) -> pd.DataFrame:
             "n_test": m["n_test"], "params": s.get("params"), "best_epoch": s.get("best_epoch"),
             "epochs": s.get("epochs"), "train_seconds": s.get("train_seconds_total"),
             "train_samples": s.get("train_samples"), "device": m.get("device"),
-            "device_name": s.get("device_name"), "upsampled": m["upsampled"],
+            "device_name": s.get("device_name"),
+            "training_arithmetic": training_arithmetic(s.get("fast_path")) if s else None,
+            "upsampled": m["upsampled"],
             "source_size": m["source_size"], "official_data": m["official_data"],
         })
     df = pd.DataFrame(rows, columns=RUN_COLUMNS)

@@ -697,6 +697,11 @@ def reproducibility_text(inp: Inputs) -> str:
     tdev = inp.train_devices()
     if tdev:
         lines.append(f"Training ran on {join_words([tex_escape(d) for d in tdev])}.")
+    if inp.runs is not None and "training_arithmetic" in inp.runs.columns:
+        kinds = inp.runs["training_arithmetic"].dropna().astype(str).value_counts()
+        if len(kinds):
+            parts = [f"{tex_escape(k)} ({n} run{'s' if n != 1 else ''})" for k, n in kinds.items()]
+            lines.append(f"Training steps ran with {join_words(parts)}.")
     if inp.runs is not None and "train_seconds" in inp.runs.columns:
         total = pd.to_numeric(inp.runs["train_seconds"], errors="coerce").sum(min_count=1)
         if not nan(float(total)):
