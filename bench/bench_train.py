@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baseline_models import build_baseline  # noqa: E402
 
-from ssmvit.config import DEFAULTS, load_config, model_settings  # noqa: E402
+from ssmvit.config import load, model_settings, resolve  # noqa: E402
 from ssmvit.fastpath import compile_model, inference_forward, make_train_step, resolve_fast_path  # noqa: E402
 from ssmvit.macs import count_macs_analytic, macs_at_batch  # noqa: E402
 from ssmvit.models import INPUT_LAYOUT, build_model, count_params  # noqa: E402
@@ -408,7 +408,7 @@ def main(argv=None) -> int:
         return 2
     if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)
-    cfg = load_config(args.config) if args.config else copy.deepcopy(DEFAULTS)
+    cfg = load([args.config]) if args.config else resolve({})
     if args.quick:
         cfg["models"] = copy.deepcopy(QUICK_MODELS)
     requested_fp = dict(cfg["train"]["fast_path"])

@@ -28,12 +28,12 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ssmvit.fastpath import DEFAULT_FAST_PATH
+from ssmvit.fastpath import default_fast_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # Every on/off part of the fast path (a new part joins both without an edit here).
-FP32 = {k: False for k, v in DEFAULT_FAST_PATH.items() if isinstance(v, bool)}
+FP32 = {k: False for k, v in default_fast_path().items() if isinstance(v, bool)}
 COMPILED = {k: True for k in FP32}  # whole-model compile with CUDA graphs
 # mode -> (CUDA_VISIBLE_DEVICES or None to leave the host's cards visible, --resources gpu=N,
 #          train.fast_path replacing the config's, or None to keep it)

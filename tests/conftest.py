@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ssmvit.config import DEFAULTS, validate
+from ssmvit.config import resolve
 from ssmvit.synthetic import make_synthetic_medmnist
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,10 +28,12 @@ needs_real_organamnist = pytest.mark.skipif(
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory):
     """A local data root with synthetic organamnist (gray, 28 and 64) and bloodmnist (RGB, 28)."""
+    from ssmvit.catalog import official_name
+
     root = tmp_path_factory.mktemp("medmnist_root")
     checksums = {}
     for dataset, size in (("organamnist", 28), ("organamnist", 64), ("bloodmnist", 28)):
-        path, md5 = make_synthetic_medmnist(root, dataset, size)
+        path, md5 = make_synthetic_medmnist(dataset, size, root / official_name(dataset, size))
         checksums[path.name] = md5
     return root, checksums
 
@@ -41,13 +43,13 @@ def tiny_cfg(synthetic_root, monkeypatch):
     """A config over the synthetic root with tiny models and 2 epochs, validated."""
     root, checksums = synthetic_root
     monkeypatch.delenv("MEDMNIST_ROOT", raising=False)
-    cfg = copy.deepcopy(DEFAULTS)
-    cfg["data"]["local_root"] = str(root)
-    cfg["data"]["checksums"] = dict(checksums)
-    cfg["study"].update({"datasets": ["organamnist"], "resolutions": [28], "seeds": [0]})
-    cfg["train"].update({"epochs": 2, "batch_size": 32, "device": "cpu", "threads": 2})
-    cfg["models"] = copy.deepcopy(TINY_MODELS)
-    return validate(cfg)
+    return resolve({
+        "outdir": ".",
+        "data": {"local_root": str(root), "checksums": dict(checksums)},
+        "study": {"datasets": ["organamnist"], "resolutions": [28], "seeds": [0]},
+        "train": {"epochs": 2, "batch_size": 32, "device": "cpu", "threads": 2},
+        "models": copy.deepcopy(TINY_MODELS),
+    })
 
 
 @pytest.fixture
@@ -57,13 +59,14 @@ def in_tmp(tmp_path, monkeypatch):
     return tmp_path
 
 
-def run_script(name: str, *args, cwd=None, env=None):
+def run_ssmvit(*args, cwd=None, env=None, timeout=600):
+    """The ``ssmvit`` command as a person runs it (``python -m ssmvit``: the same entry point)."""
     import subprocess
 
     e = dict(os.environ)
     e.update(env or {})
-    return subprocess.run([sys.executable, str(REPO / "workflow" / "scripts" / name), *map(str, args)],
-                          cwd=cwd, env=e, capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "ssmvit", *map(str, args)],
+                          cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout)
 
 
 # Fault-injection report (tests/fault_report.py): the `fault` fixture, its outcome hook, and the summary line.
@@ -77,3 +80,28 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     slurm = sys.modules.get("test_slurm")
     if slurm is not None and slurm.TIMINGS:  # wall times of the SLURM test (tests/test_slurm.py)
         terminalreporter.write_line("slurm: " + "; ".join(f"{k}: {v:.0f} s" for k, v in slurm.TIMINGS.items()))
+
+
+# The pipeline's paths in a study folder '.' (the tests' working directory), as ssmvit.paths builds them.
+def RAW(dataset, res):
+    from ssmvit import paths
+
+    return paths.file(".", paths.RAW, dataset=dataset, res=res)
+
+
+def PROCESSED(dataset, res):
+    from ssmvit import paths
+
+    return paths.file(".", paths.PROCESSED, dataset=dataset, res=res)
+
+
+def META(dataset, res):
+    from ssmvit import paths
+
+    return paths.file(".", paths.PROCESSED_META, dataset=dataset, res=res)
+
+
+def RUN(dataset, res, model, seed):
+    from ssmvit import paths
+
+    return paths.file(".", paths.RUN_DIR, dataset=dataset, res=res, model=model, seed=seed)

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REAL_ORGANAMNIST, SHARED_MEDMNIST, needs_real_organamnist
-from ssmvit import paths
-from ssmvit.config import DEFAULTS, validate
+from conftest import META, PROCESSED, RAW, REAL_ORGANAMNIST, SHARED_MEDMNIST, needs_real_organamnist
+from ssmvit.config import resolve
 from ssmvit.datasets import (fetch_raw, load_processed, official_url_md5, preprocess, raster_scan,
                              resize_uint8)
 from ssmvit.errors import UserError
@@ -48,7 +47,7 @@ def test_local_root_with_right_md5_is_used_without_network(tiny_cfg, in_tmp):
     cfg = copy.deepcopy(tiny_cfg)
     cfg["data"]["mirror_url"] = "http://127.0.0.1:9/never-contacted"
     info = fetch_raw(cfg, "organamnist", 28)
-    assert Path(info["path"]) == paths.raw("organamnist", 28)
+    assert Path(info["path"]) == RAW("organamnist", 28)
     assert md5sum(info["path"]) == info["md5"]
     assert info["official_md5"] is False  # synthetic data are marked as such
     assert info["origin"].endswith("organamnist.npz")
@@ -75,7 +74,7 @@ def test_local_file_with_wrong_md5_is_refused(tiny_cfg, in_tmp, tmp_path):
         fetch_raw(cfg, "organamnist", 28)
     msg = str(exc.value)
     assert cfg["data"]["checksums"]["organamnist.npz"] in msg and "md5" in msg and "delete it" in msg
-    assert not paths.raw("organamnist", 28).exists()
+    assert not RAW("organamnist", 28).exists()
 
 
 def test_download_from_mirror_checks_md5(tiny_cfg, in_tmp, http_root):
@@ -87,7 +86,7 @@ def test_download_from_mirror_checks_md5(tiny_cfg, in_tmp, http_root):
     cfg["data"]["mirror_url"] = url
     info = fetch_raw(cfg, "bloodmnist", 28)
     assert info["origin"] == f"{url}/bloodmnist.npz"
-    assert md5sum(paths.raw("bloodmnist", 28)) == cfg["data"]["checksums"]["bloodmnist.npz"]
+    assert md5sum(RAW("bloodmnist", 28)) == cfg["data"]["checksums"]["bloodmnist.npz"]
 
 
 def test_corrupted_download_is_never_left_under_final_name(tiny_cfg, in_tmp, http_root):
@@ -100,14 +99,14 @@ def test_corrupted_download_is_never_left_under_final_name(tiny_cfg, in_tmp, htt
     msg = str(exc.value)
     assert "bloodmnist.npz" in msg and url in msg and cfg["data"]["checksums"]["bloodmnist.npz"] in msg
     assert "after 2 attempts" in msg
-    raw_dir = paths.raw("bloodmnist", 28).parent
+    raw_dir = RAW("bloodmnist", 28).parent
     assert not raw_dir.exists() or list(raw_dir.iterdir()) == []
 
 
 def test_preprocess_official_size_and_metadata(tiny_cfg, in_tmp):
     fetch_raw(tiny_cfg, "bloodmnist", 28)
-    meta = preprocess(tiny_cfg, "bloodmnist", 28, paths.raw("bloodmnist", 28))
-    arrays, meta2 = load_processed(paths.processed("bloodmnist", 28))
+    meta = preprocess(tiny_cfg, "bloodmnist", 28, RAW("bloodmnist", 28))
+    arrays, meta2 = load_processed(PROCESSED("bloodmnist", 28))
     assert meta == meta2
     assert arrays["train_images"].shape == (256, 3, 28, 28) and arrays["train_images"].dtype == np.uint8
     assert arrays["test_labels"].shape == (128,) and arrays["test_labels"].dtype == np.int64
@@ -118,7 +117,7 @@ def test_preprocess_official_size_and_metadata(tiny_cfg, in_tmp):
     x = arrays["train_images"].astype(np.float64) / 255
     assert np.allclose(meta["mean"], x.mean(axis=(0, 2, 3))) and np.allclose(meta["std"], x.std(axis=(0, 2, 3)))
     # NCHW: the RGB channels of the official NHWC file land in axis 1
-    raw = np.load(paths.raw("bloodmnist", 28))
+    raw = np.load(RAW("bloodmnist", 28))
     assert np.array_equal(arrays["train_images"][5, 2], raw["train_images"][5, :, :, 2])
 
 
@@ -126,14 +125,14 @@ def test_preprocess_upsamples_when_configured(tiny_cfg, in_tmp):
     cfg = copy.deepcopy(tiny_cfg)
     cfg["data"]["upsample_from"] = {64: 28}
     fetch_raw(cfg, "organamnist", 28)
-    meta = preprocess(cfg, "organamnist", 64, paths.raw("organamnist", 28))
-    arrays, _ = load_processed(paths.processed("organamnist", 64))
+    meta = preprocess(cfg, "organamnist", 64, RAW("organamnist", 28))
+    arrays, _ = load_processed(PROCESSED("organamnist", 64))
     assert arrays["val_images"].shape == (64, 1, 64, 64)
     assert meta["upsampled"] is True and meta["source_size"] == 28 and meta["source_file"] == "organamnist.npz"
     assert "bilinear" in meta["resize_method"]
     # Without the mapping, 64 comes from the official 64 file.
     fetch_raw(tiny_cfg, "organamnist", 64)
-    meta64 = preprocess(tiny_cfg, "organamnist", 64, paths.raw("organamnist", 64))
+    meta64 = preprocess(tiny_cfg, "organamnist", 64, RAW("organamnist", 64))
     assert meta64["upsampled"] is False and meta64["source_file"] == "organamnist_64.npz"
 
 
@@ -169,8 +168,8 @@ def test_bad_data_files_are_refused_before_writing(tiny_cfg, in_tmp, override, n
     with pytest.raises(UserError) as exc:
         preprocess(cfg, "organamnist", 28, raw)
     assert needle in str(exc.value) and "\n" not in str(exc.value)
-    assert not paths.processed("organamnist", 28).exists()
-    assert not paths.processed_meta("organamnist", 28).exists()
+    assert not PROCESSED("organamnist", 28).exists()
+    assert not META("organamnist", 28).exists()
 
 
 def test_preprocess_refuses_raw_with_wrong_md5(tiny_cfg, in_tmp):
@@ -202,7 +201,7 @@ def test_raster_scan_is_row_major():
 @needs_real_organamnist
 def test_real_organamnist_is_official_and_preprocesses(in_tmp, monkeypatch):
     monkeypatch.setenv("MEDMNIST_ROOT", str(SHARED_MEDMNIST))
-    cfg = validate(copy.deepcopy(DEFAULTS))
+    cfg = resolve({"outdir": "."})
     info = fetch_raw(cfg, "organamnist", 28)
     assert info["official_md5"] is True and info["md5"] == "68e3f8846a6bd62f0c9bf841c0d9eacc"
     meta = preprocess(cfg, "organamnist", 28, info["path"])

@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssmvit import paths
-from ssmvit.config import DEFAULTS
-from ssmvit.fastpath import DEFAULT_FAST_PATH, FastPath, make_train_step, resolve_fast_path
+from conftest import RAW, RUN
+from ssmvit.config import defaults
+from ssmvit.fastpath import FastPath, default_fast_path, make_train_step, resolve_fast_path
 from ssmvit.models import build_model
 from ssmvit.models.s4d import S4DKernel, S4DLayer, causal_fft_conv, fft_size
 from ssmvit.training import build_optimizer
@@ -121,11 +121,11 @@ def test_vit_attention_calls_sdpa_without_mask_and_with_unit_stride_heads(monkey
 
 
 def test_fast_path_resolves_to_nothing_on_cpu():
-    every = {k: True for k in DEFAULT_FAST_PATH} | {"compile_scope": "model"}
+    every = {k: True for k in default_fast_path()} | {"compile_scope": "model"}
     assert resolve_fast_path(every, "cpu") == FastPath()
     assert resolve_fast_path(None, torch.device("cpu")).any is False
     assert resolve_fast_path(FastPath(True, True, True, True, "blocks", True), "cpu") == FastPath()
-    assert DEFAULTS["train"]["fast_path"] == DEFAULT_FAST_PATH
+    assert default_fast_path() == defaults()["train"]["fast_path"]  # the schema's defaults
     with pytest.raises(ValueError, match="unknown fast_path"):
         resolve_fast_path({"channels_last": True}, "cpu")
     with pytest.raises(ValueError, match="compile_scope 'layers'; valid: blocks, model"):
@@ -135,7 +135,7 @@ def test_fast_path_resolves_to_nothing_on_cpu():
 @pytest.mark.parametrize("name", ["s4d", "vit"])
 def test_fast_path_step_on_cpu_is_bit_identical_to_the_plain_step(name):
     """make_train_step with every part requested == the plain eager step, bit for bit, on CPU."""
-    every = {k: True for k in DEFAULT_FAST_PATH} | {"compile_scope": "model"}
+    every = {k: True for k in default_fast_path()} | {"compile_scope": "model"}
     x = _input(name, 24, 1, 28)
     y = torch.randint(0, 11, (24,), generator=torch.Generator().manual_seed(2))
     finals = []
@@ -170,12 +170,12 @@ def test_training_summary_records_inactive_fast_path_on_cpu(tiny_cfg, in_tmp):
     cfg = copy.deepcopy(tiny_cfg)
     cfg["train"].update(epochs=1, max_train_samples=64, max_eval_samples=32)
     fetch_raw(cfg, "organamnist", 28)
-    preprocess(cfg, "organamnist", 28, paths.raw("organamnist", 28))
+    preprocess(cfg, "organamnist", 28, RAW("organamnist", 28))
     train_one_run(cfg, "organamnist", 28, "s4d", 0, progress=False)
-    summary = json.loads((paths.run_dir("organamnist", 28, "s4d", 0) / "train_summary.json").read_text())
+    summary = json.loads((RUN("organamnist", 28, "s4d", 0) / "train_summary.json").read_text())
     assert summary["fast_path"] == {"bf16_autocast": False, "fused_optimizer": False, "s4d_chunked_conv": False,
                                     "compile": False, "compile_scope": None, "cuda_graphs": False}
-    assert summary["fast_path_requested"] == DEFAULT_FAST_PATH
+    assert summary["fast_path_requested"] == default_fast_path()
     assert summary["fast_path_note"] is None
 
 

@@ -30,7 +30,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, run_script
+from conftest import META, PROCESSED, RAW, REPO, RUN, run_ssmvit
 from fault_report import snapshot
 from ssmvit import datasets, fileio, paths, training
 from ssmvit.datasets import fetch_raw, preprocess
@@ -98,7 +98,7 @@ class Evil:
 def _prepare(cfg: dict, cwd: Path) -> Path:
     """Local root -> data/raw -> data/processed under ``cwd``; return a config file for the scripts."""
     fetch_raw(cfg, "organamnist", 28)
-    preprocess(cfg, "organamnist", 28, paths.raw("organamnist", 28))
+    preprocess(cfg, "organamnist", 28, RAW("organamnist", 28))
     cfg_file = cwd / "config.yaml"
     cfg_file.write_text(yaml.safe_dump(cfg))
     return cfg_file
@@ -116,7 +116,8 @@ def prepared(tiny_cfg, in_tmp):
 def long_run(tiny_cfg, in_tmp):
     """A run whose epochs take about a second on one thread, so it can be killed mid-epoch."""
     root = in_tmp / "root768"
-    _, md5 = make_synthetic_medmnist(root, "organamnist", 28, splits={"train": 768, "val": 64, "test": 64})
+    _, md5 = make_synthetic_medmnist("organamnist", 28, root / "organamnist.npz",
+                                     splits={"train": 768, "val": 64, "test": 64})
     cfg = copy.deepcopy(tiny_cfg)
     cfg["data"].update(local_root=str(root), checksums={"organamnist.npz": md5})
     cfg["train"].update(epochs=3, threads=1)
@@ -124,7 +125,7 @@ def long_run(tiny_cfg, in_tmp):
 
 
 def _popen_train(cfg_file, cwd, out_dir, log):
-    return subprocess.Popen([sys.executable, str(REPO / "workflow" / "scripts" / "train.py"), "--config",
+    return subprocess.Popen([sys.executable, "-m", "ssmvit", "train", "--config",
                              str(cfg_file), *TRAIN_ARGS, "--out-dir", str(out_dir)],
                             cwd=cwd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
@@ -164,7 +165,9 @@ def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_result(fault, long
     state = load_torch(cut / "last.pt")
     assert state["epoch"] == 1 and len(state["history"]) == 1  # killed before epoch 2 was saved
     unreadable.update(p.name for p in final_files(cut) if not loads_fine(p))
-    assert {p.name for p in final_files(cut)} == {"best.pt", "last.pt"}  # no history/summary of an unfinished run
+    # no summary of an unfinished run; its history holds the epochs it finished
+    assert {p.name for p in final_files(cut)} == {"best.pt", "last.pt", "history.csv"}
+    assert list(pd.read_csv(cut / "history.csv")["epoch"]) == [1]
 
     # What a kill during a save leaves: temporary files of the dead writer (and an old one of a former format).
     host = fileio._host_tag()
@@ -352,7 +355,7 @@ def test_failing_download_retries_boundedly_then_stops_with_one_line(fault, tiny
     md5 = tiny_cfg["data"]["checksums"]["bloodmnist.npz"]
     srv = fault_server(body, [how])
     cfg = _download_cfg(tiny_cfg, srv.url)
-    dest = paths.raw("bloodmnist", 28)
+    dest = RAW("bloodmnist", 28)
     t0 = time.monotonic()
     with pytest.raises(UserError) as exc:
         fetch_raw(cfg, "bloodmnist", 28)
@@ -374,7 +377,7 @@ def test_download_404_is_not_retried(fault, tiny_cfg, in_tmp, fault_server, wait
         fetch_raw(_download_cfg(tiny_cfg, srv.url), "bloodmnist", 28)
     assert srv.requests == 1 and waits == []
     assert "HTTP 404" in str(exc.value) and "after 1 attempt " in str(exc.value)
-    assert temp_leftovers(paths.raw("bloodmnist", 28).parent) == []
+    assert temp_leftovers(RAW("bloodmnist", 28).parent) == []
     fault.handled("UserError after one request")
 
 
@@ -384,7 +387,7 @@ def test_download_succeeds_after_one_failure(fault, tiny_cfg, in_tmp, fault_serv
     body = (Path(tiny_cfg["data"]["local_root"]) / "bloodmnist.npz").read_bytes()
     srv = fault_server(body, [first, "ok"])
     info = fetch_raw(_download_cfg(tiny_cfg, srv.url), "bloodmnist", 28)
-    dest = paths.raw("bloodmnist", 28)
+    dest = RAW("bloodmnist", 28)
     assert srv.requests == 2 and waits == [0.05]
     assert md5sum(dest) == tiny_cfg["data"]["checksums"]["bloodmnist.npz"] == info["md5"]
     assert temp_leftovers(dest.parent) == []
@@ -416,7 +419,7 @@ def test_damaged_local_file_is_refused_with_both_md5s_and_the_fix(fault, tiny_cf
     assert "\n" not in msg and str(bad_file) in msg
     assert f"has md5 {found}" in msg and f"expected {expected}" in msg, msg
     assert "delete it or replace it with the official organamnist.npz" in msg, msg
-    assert not paths.raw("organamnist", 28).exists() and temp_leftovers(paths.raw("organamnist", 28).parent) == []
+    assert not RAW("organamnist", 28).exists() and temp_leftovers(RAW("organamnist", 28).parent) == []
     assert fault.kept(before) == 0  # the user's file is reported, not deleted or replaced
     fault.handled("refused: expected and found md5 and the fix named")
 
@@ -426,15 +429,15 @@ def test_damaged_local_file_is_refused_with_both_md5s_and_the_fix(fault, tiny_cf
 def test_nonfinite_loss_stops_train_script_with_one_line(fault, prepared, in_tmp):
     fault.describe("training: NaN loss from the first step (train.py)")
     _, cfg_file = prepared
-    meta_path = paths.processed_meta("organamnist", 28)
+    meta_path = META("organamnist", 28)
     meta = json.loads(meta_path.read_text())
     meta["std"] = [0.0]  # every normalised input becomes inf/NaN
     meta_path.write_text(json.dumps(meta))
-    r = run_script("train.py", "--config", cfg_file, *TRAIN_ARGS, cwd=in_tmp)
+    r = run_ssmvit("train", "--config", cfg_file, *TRAIN_ARGS, cwd=in_tmp)
     assert r.returncode == 2, r.stderr
     line = one_error_line(r.stderr)
     assert "at epoch 1, step 1;" in line and "lower the learning rate" in line, line
-    run = paths.run_dir("organamnist", 28, "s4d", 0)
+    run = RUN("organamnist", 28, "s4d", 0)
     assert final_files(run) == [] and temp_leftovers(run) == []
     fault.handled("exit 2, one line naming epoch 1, step 1; nothing written")
 
@@ -442,9 +445,9 @@ def test_nonfinite_loss_stops_train_script_with_one_line(fault, prepared, in_tmp
 def test_nonfinite_loss_in_epoch_2_keeps_epoch_1_checkpoint(fault, prepared, monkeypatch):
     fault.describe("training: NaN loss in epoch 2, step 3")
     cfg, _ = prepared
-    n_train = len(load_npz(paths.processed("organamnist", 28))["train_labels"])
+    n_train = len(load_npz(PROCESSED("organamnist", 28))["train_labels"])
     steps = -(-n_train // int(cfg["train"]["batch_size"]))
-    assert n_train != len(load_npz(paths.processed("organamnist", 28))["val_labels"])  # tells the splits apart
+    assert n_train != len(load_npz(PROCESSED("organamnist", 28))["val_labels"])  # tells the splits apart
     calls = {"n": 0}
     original = training.DeviceData.batch
 
@@ -460,7 +463,7 @@ def test_nonfinite_loss_in_epoch_2_keeps_epoch_1_checkpoint(fault, prepared, mon
     with pytest.raises(NonFiniteLoss) as exc:
         train_one_run(cfg, "organamnist", 28, "s4d", 0, progress=False)
     assert "at epoch 2, step 3;" in str(exc.value)
-    run = paths.run_dir("organamnist", 28, "s4d", 0)
+    run = RUN("organamnist", 28, "s4d", 0)
     unreadable = [p.name for p in final_files(run) if not loads_fine(p)]
     assert fault.lost(len(unreadable)) == 0
     state = load_torch(run / "last.pt")
@@ -539,7 +542,7 @@ def test_real_full_disk_keeps_the_earlier_output(fault, small_tmpfs, kind):
 def test_disk_full_during_training_keeps_the_last_complete_checkpoint(fault, prepared, monkeypatch):
     fault.describe("training: disk full when saving epoch 2's checkpoint, then rerun")
     cfg, _ = prepared
-    run = paths.run_dir("organamnist", 28, "s4d", 0)
+    run = RUN("organamnist", 28, "s4d", 0)
     real_replace, saves = os.replace, {"n": 0}
 
     def replace(src, dst, *a, **k):
@@ -568,10 +571,10 @@ def test_malicious_checkpoint_is_refused_by_evaluate_script(fault, prepared, in_
     fault.describe("untrusted: code-running pickle as best.pt (evaluate.py)")
     _, cfg_file = prepared
     marker = in_tmp / "pwned"
-    run = paths.run_dir("organamnist", 28, "s4d", 0)
+    run = RUN("organamnist", 28, "s4d", 0)
     run.mkdir(parents=True)
     (run / "best.pt").write_bytes(pickle.dumps({"model": Evil(marker)}))
-    r = run_script("evaluate.py", "--config", cfg_file, "--model", "s4d", "--dataset", "organamnist", "--res", "28",
+    r = run_ssmvit("evaluate", "--config", cfg_file, "--model", "s4d", "--dataset", "organamnist", "--res", "28",
                    cwd=in_tmp)
     assert r.returncode == 2, r.stderr
     line = one_error_line(r.stderr)
@@ -585,7 +588,7 @@ def test_malicious_torch_checkpoint_is_refused_on_resume(fault, prepared, in_tmp
     fault.describe("untrusted: code-running object inside a torch-format last.pt (resume)")
     cfg, _ = prepared
     marker = in_tmp / "pwned"
-    run = paths.run_dir("organamnist", 28, "s4d", 0)
+    run = RUN("organamnist", 28, "s4d", 0)
     run.mkdir(parents=True)
     torch.save({"model": {}, "epoch": 1, "fingerprint": Evil(marker)}, run / "last.pt")
     with pytest.raises(UserError, match="refusing checkpoint"):
@@ -598,14 +601,14 @@ def test_npz_with_object_arrays_is_refused(fault, prepared, in_tmp):
     fault.describe("untrusted: npz with a pickled object array")
     cfg, _ = prepared
     marker = in_tmp / "pwned"
-    arrays = dict(np.load(paths.processed("organamnist", 28)))
+    arrays = dict(np.load(PROCESSED("organamnist", 28)))
     arrays["train_images"] = np.array([Evil(marker)], dtype=object)
     bad = in_tmp / "hostile.npz"
     np.savez(bad, **arrays)
     with pytest.raises(UserError) as exc:
         train_one_run(cfg, "organamnist", 28, "s4d", 0, processed_npz=bad,
-                      processed_meta=paths.processed_meta("organamnist", 28), progress=False)
+                      processed_meta=META("organamnist", 28), progress=False)
     assert "cannot be read without pickle" in str(exc.value) and str(bad) in str(exc.value)
     assert not marker.exists()
-    assert final_files(paths.run_dir("organamnist", 28, "s4d", 0)) == []
+    assert final_files(RUN("organamnist", 28, "s4d", 0)) == []
     fault.handled("refused (allow_pickle=False); payload never ran")

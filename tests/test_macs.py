@@ -24,7 +24,7 @@ import functools
 import pytest
 import torch
 
-from ssmvit.config import load_config, model_settings
+from ssmvit.config import load, model_settings
 from ssmvit.datasets import describe
 from ssmvit.macs import (BATCH_INDEPENDENT, PARTS, count_macs_analytic, count_macs_flopcounter, count_macs_thop,
                          count_mult_adds_torchinfo_rule, example_input, flopcounter_macs_by_op, macs_at_batch,
@@ -51,7 +51,7 @@ def case(kind, name, a, b, c=None):
     else:
         d = describe(a)
         channels, classes, res = d["n_channels"], d["n_classes"], b
-        settings = model_settings(load_config("config.yaml"), name, channels)
+        settings = model_settings(load(["config.yaml"]), name, channels)
     torch.manual_seed(0)
     model = build_model(name, channels, classes, res, **settings)
     x = example_input(name, channels, res, generator=torch.Generator().manual_seed(0))

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from ssmvit.config import load_config, model_settings
+from ssmvit.config import load, model_settings
 from ssmvit.datasets import describe
 from ssmvit.models import S4DClassifier, S4DKernel, S4DLayer, build_model, count_params
 from ssmvit.training import build_optimizer
@@ -15,7 +15,7 @@ SEED_PARAMS_M = {("vit", "organamnist", 28): 22.14, ("vit", "dermamnist", 64): 2
 
 
 def study_model(name, dataset, res):
-    cfg = load_config("config.yaml")
+    cfg = load(["config.yaml"])
     d = describe(dataset)
     return build_model(name, d["n_channels"], d["n_classes"], res, **model_settings(cfg, name, d["n_channels"]))
 

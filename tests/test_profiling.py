@@ -10,9 +10,9 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, run_script
+from conftest import run_ssmvit
 from ssmvit import macs, profiling
-from ssmvit.config import DEFAULTS, validate
+from ssmvit.config import resolve
 from ssmvit.models import count_params
 from ssmvit.profiling import OOM, ROW_COLUMNS, VRAM_NOTE_CPU, is_oom, profile_model, profile_to_row
 
@@ -26,10 +26,7 @@ FAST = dict(device="cpu", batch_sizes=(1, 2), repeats=3, warmup=1)
 
 @pytest.fixture(scope="module")
 def cfg():
-    c = copy.deepcopy(DEFAULTS)
-    c["models"] = copy.deepcopy(TINY)
-    c["train"]["batch_size"] = 4
-    return validate(c)
+    return resolve({"models": copy.deepcopy(TINY), "train": {"batch_size": 4}})
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +121,7 @@ def test_timing_spread_and_static_memory(profiles):
 def test_config_profile_section_supplies_the_defaults(cfg):
     c = copy.deepcopy(cfg)
     c["profile"].update({"batch_sizes": [2], "repeats": 2, "warmup": 0, "device": "cpu"})
-    p = profile_model(validate(c), "dermamnist", 28, "vit", train_batch_size=2)
+    p = profile_model(resolve(c), "dermamnist", 28, "vit", train_batch_size=2)
     assert p["inference"]["batch_sizes"] == [2] and p["method"]["repeats"] == 2 and p["method"]["warmup"] == 0
     assert p["n_channels"] == 3 and p["n_classes"] == 7 and p["train"]["batch_size"] == 2
     assert p["inference"]["latency_bs1_ms"] is None  # batch 1 not profiled
@@ -191,7 +188,7 @@ def test_script_writes_the_json(tmp_path):
     cfg_file = tmp_path / "config.yaml"
     cfg_file.write_text(yaml.safe_dump({"models": TINY, "train": {"batch_size": 4}}))
     out = tmp_path / "prof" / "organamnist_28_s4d.json"
-    r = run_script("profile_model.py", "--config", cfg_file, "--dataset", "organamnist", "--res", 28, "--model", "s4d",
+    r = run_ssmvit("profile", "--config", cfg_file, "--dataset", "organamnist", "--res", 28, "--model", "s4d",
                    "--batch-sizes", "1,2", "--repeats", 1, "--warmup", 0, "--device", "cpu", "--out", out, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     p = json.loads(out.read_text())
@@ -202,14 +199,10 @@ def test_script_writes_the_json(tmp_path):
 
 
 def test_script_batch_sizes_argument():
-    import importlib.util
-
+    from ssmvit.cli import _batch_sizes
     from ssmvit.errors import UserError
 
-    spec = importlib.util.spec_from_file_location("profile_stage", REPO / "workflow" / "scripts" / "profile_model.py")
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
-    assert stage.batch_sizes("1,64, 256") == [1, 64, 256]
+    assert _batch_sizes("1,64, 256") == [1, 64, 256]
     for bad in ("0,2", "1,x", ""):
         with pytest.raises(UserError, match="--batch-sizes"):
-            stage.batch_sizes(bad)
+            _batch_sizes(bad)

@@ -10,15 +10,15 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO, run_ssmvit
+from ssmvit.config import resolve
+from ssmvit.report import write_all
 
 ORGAN_CLASSES = ["bladder", "femur-left", "femur-right", "heart", "kidney-left", "kidney-right", "liver",
                  "lung-left", "lung-right", "pancreas", "spleen"]
@@ -44,7 +44,6 @@ def make_inputs(root: Path, epochs: int = 7) -> dict:
            "train": {"epochs": epochs, "batch_size": 64, "weight_decay": 0.01, "scheduler": "cosine",
                      "max_train_samples": 5000},
            "profile": {"batch_sizes": [1, 64, 256, 1024], "device": "cpu"}}
-    (root / "config.yaml").write_text(yaml.safe_dump(cfg))
 
     runs, acc_rows, hist_rows = [], [], []
     rng = np.random.default_rng(0)
@@ -65,11 +64,11 @@ def make_inputs(root: Path, epochs: int = 7) -> dict:
                                       "lr": 1e-4, "seconds": 10.0})
                 k = len(ORGAN_CLASSES)
                 cm = rng.integers(0, 20, size=(k, k)) + np.diag(rng.integers(100, 200, size=k))
-                cm_df = pd.DataFrame(cm, columns=ORGAN_CLASSES)
-                cm_df.insert(0, "true", ORGAN_CLASSES)
                 d = runs_dir / f"organamnist_{res}_{model}_s{seed}"
                 d.mkdir(parents=True)
-                cm_df.to_csv(d / "confusion_matrix.csv", index=False)
+                (d / "metrics.json").write_text(json.dumps({
+                    "dataset": "organamnist", "resolution": res, "model": model, "seed": seed, "acc": a,
+                    "class_names": ORGAN_CLASSES, "confusion_matrix": cm.tolist()}))
             m, s = _acc_stats(ACCS[(res, model)])
             acc_rows.append({"dataset": "organamnist", "resolution": res, "model": model, "status": "ok",
                              "n_seeds": 2, "acc_mean": m, "acc_std": s, "auc_mean": 0.99 - (0.02 if model == "s4d" else 0),
@@ -125,12 +124,12 @@ def make_inputs(root: Path, epochs: int = 7) -> dict:
             "generated_at": "2025-01-02T03:04:05Z"}
     (agg / "provenance.json").write_text(json.dumps(prov))
     return {"agg": agg, "runs": runs_dir, "figures": root / "results" / "figures",
-            "paper": root / "paper", "generated": root / "paper" / "generated", "config": root / "config.yaml"}
+            "paper": root / "paper", "generated": root / "paper" / "generated", "config": resolve(cfg),
+            "metrics": sorted(runs_dir.glob("*/metrics.json"))}
 
 
-def _script(name, *args, cwd):
-    r = subprocess.run([sys.executable, str(REPO / "workflow" / "scripts" / name), *map(str, args)],
-                       cwd=cwd, capture_output=True, text=True, timeout=300)
+def _ssmvit(*args, cwd):
+    r = run_ssmvit(*args, cwd=cwd, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout
 
@@ -139,11 +138,10 @@ def _script(name, *args, cwd):
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("paper_root")
     p = make_inputs(root, epochs=7)
-    out = _script("plot.py", "--config", p["config"], "--aggregate-dir", p["agg"], "--runs-dir", p["runs"],
-                  "--out-dir", p["figures"], cwd=root)
+    out = _ssmvit("plot", "--aggregate-dir", p["agg"], "--metrics", *p["metrics"], "--out-dir", p["figures"],
+                  "--settings", "{}", cwd=root)
     p["plot_stdout"] = out
-    _script("paper_inputs.py", "--config", p["config"], "--aggregate-dir", p["agg"], "--figures-dir", p["figures"],
-            "--out-dir", p["generated"], cwd=root)
+    write_all(p["config"], p["agg"], p["figures"], p["generated"])
     return p
 
 
@@ -207,8 +205,6 @@ def test_oom_cell_shown(tmp_path):
     eff.loc[(eff["dataset"] == "dermamnist") & (eff["resolution"] == "64") & (eff["model"] == "s4d"),
             "infer_samples_per_s_bs64"] = "OOM"
     eff.to_csv(p["agg"] / "efficiency.csv", index=False)
-    from ssmvit.report import write_all
-
     write_all(p["config"], p["agg"], p["figures"], p["generated"])
     t = _read(p, "efficiency_table.tex")
     row = [line for line in t.splitlines() if "S4D (64" in line][-1]
@@ -239,8 +235,6 @@ def test_setup_reflects_config(built):
 
 def test_setup_changes_with_config(tmp_path):
     p = make_inputs(tmp_path, epochs=3)
-    from ssmvit.report import write_all
-
     write_all(p["config"], p["agg"], p["figures"], p["generated"])
     s = _read(p, "setup.tex")
     assert "3 epochs" in s and "7 epochs" not in s
@@ -252,8 +246,6 @@ def test_missing_inputs_give_sentences(tmp_path):
     p = make_inputs(tmp_path)
     for name in ("paired.csv", "efficiency.csv", "provenance.json", "histories.csv"):
         (p["agg"] / name).unlink()
-    from ssmvit.report import write_all
-
     write_all(p["config"], p["agg"], p["figures"], p["generated"])
     assert "No paired comparison" in _read(p, "paired_table.tex")
     assert "not available" in _read(p, "efficiency_table.tex")

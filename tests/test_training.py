@@ -6,8 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import REAL_ORGANAMNIST, needs_real_organamnist
-from ssmvit import paths
+from conftest import META, RAW, REAL_ORGANAMNIST, RUN, needs_real_organamnist
 from ssmvit.datasets import fetch_raw, preprocess
 from ssmvit.errors import UserError
 from ssmvit.evaluate import evaluate_run
@@ -18,7 +17,7 @@ from ssmvit.training import NonFiniteLoss, train_one_run
 @pytest.fixture
 def prepared(tiny_cfg, in_tmp):
     fetch_raw(tiny_cfg, "organamnist", 28)
-    preprocess(tiny_cfg, "organamnist", 28, paths.raw("organamnist", 28))
+    preprocess(tiny_cfg, "organamnist", 28, RAW("organamnist", 28))
     return tiny_cfg
 
 
@@ -27,9 +26,11 @@ def test_short_training_lowers_loss_and_writes_outputs(prepared, model):
     cfg = copy.deepcopy(prepared)
     cfg["train"]["epochs"] = 4
     s = train_one_run(cfg, "organamnist", 28, model, 0, progress=False)
-    run = paths.run_dir("organamnist", 28, model, 0)
+    run = RUN("organamnist", 28, model, 0)
     hist = pd.read_csv(run / "history.csv")
-    assert list(hist.columns) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+    assert list(hist.columns) == ["dataset", "resolution", "model", "seed", "epoch", "train_loss", "train_acc",
+                                  "val_loss", "val_acc", "lr", "seconds"]
+    assert set(hist["model"]) == {model} and set(hist["seed"]) == {0}  # the run names itself in its history
     assert len(hist) == 4 and hist["epoch"].tolist() == [1, 2, 3, 4]
     assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
     assert hist["lr"].iloc[-1] < hist["lr"].iloc[0]  # cosine schedule decays
@@ -74,12 +75,12 @@ def test_nonfinite_loss_names_epoch_and_step(prepared):
         train_one_run(prepared, "organamnist", 28, "s4d", 0, progress=False)
     msg = str(exc.value)
     assert "at epoch 1, step 1;" in msg and "lower the learning rate" in msg
-    assert not (paths.run_dir("organamnist", 28, "s4d", 0) / "last.pt").exists()
+    assert not (RUN("organamnist", 28, "s4d", 0) / "last.pt").exists()
 
 
 def _poison_training_data():
     """A std of 0 in the metadata makes every normalised input infinite."""
-    meta_path = paths.processed_meta("organamnist", 28)
+    meta_path = META("organamnist", 28)
     meta = json.loads(meta_path.read_text())
     meta["std"] = [0.0]
     meta_path.write_text(json.dumps(meta))
@@ -88,7 +89,7 @@ def _poison_training_data():
 def test_evaluate_writes_metrics_logits_and_confusion(prepared):
     train_one_run(prepared, "organamnist", 28, "s4d", 0, progress=False)
     m = evaluate_run(prepared, "organamnist", 28, "s4d", 0)
-    run = paths.run_dir("organamnist", 28, "s4d", 0)
+    run = RUN("organamnist", 28, "s4d", 0)
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["acc"] == m["acc"] and 0 <= m["acc"] <= 1 and 0 <= m["auc"] <= 1
     logits = np.load(run / "test_logits.npz")
@@ -103,7 +104,7 @@ def test_evaluate_refuses_checkpoint_of_another_model(prepared):
     train_one_run(prepared, "organamnist", 28, "s4d", 0, progress=False)
     with pytest.raises(UserError, match="is a s4d at 28, not vit at 28"):
         evaluate_run(prepared, "organamnist", 28, "vit", 0,
-                     checkpoint=paths.run_dir("organamnist", 28, "s4d", 0) / "best.pt")
+                     checkpoint=RUN("organamnist", 28, "s4d", 0) / "best.pt")
 
 
 def test_malicious_checkpoint_is_refused_without_running(prepared, tmp_path):
@@ -125,15 +126,13 @@ def test_malicious_checkpoint_is_refused_without_running(prepared, tmp_path):
 @needs_real_organamnist
 def test_real_organamnist_short_run_learns(in_tmp, monkeypatch):
     from conftest import SHARED_MEDMNIST, TINY_MODELS
-    from ssmvit.config import DEFAULTS, validate
+    from ssmvit.config import resolve
 
     monkeypatch.setenv("MEDMNIST_ROOT", str(SHARED_MEDMNIST))
-    cfg = copy.deepcopy(DEFAULTS)
-    cfg["models"] = copy.deepcopy(TINY_MODELS)
-    cfg["train"].update(epochs=1, max_train_samples=1024, max_eval_samples=512, device="cpu")
-    cfg = validate(cfg)
+    cfg = resolve({"outdir": ".", "models": copy.deepcopy(TINY_MODELS),
+                   "train": {"epochs": 1, "max_train_samples": 1024, "max_eval_samples": 512, "device": "cpu"}})
     fetch_raw(cfg, "organamnist", 28)
-    preprocess(cfg, "organamnist", 28, paths.raw("organamnist", 28))
+    preprocess(cfg, "organamnist", 28, RAW("organamnist", 28))
     train_one_run(cfg, "organamnist", 28, "vit", 0, progress=False)
     m = evaluate_run(cfg, "organamnist", 28, "vit", 0)
     assert m["n_test"] == 512 and m["acc"] > 1 / 11 + 0.05  # better than chance after one short epoch

@@ -55,13 +55,18 @@ def _read_json(path) -> dict:
     return json.loads(Path(path).read_text())
 
 
+def run_key(record: dict) -> tuple:
+    """A run's identity, read from inside its files (never from their paths)."""
+    return (record["dataset"], int(record["resolution"]), record["model"], int(record["seed"]))
+
+
 def collect_runs(metrics_files, summary_files) -> pd.DataFrame:
-    """Join each run's metrics.json with its train_summary.json (same run dir)."""
-    summaries = {Path(p).parent: _read_json(p) for p in summary_files}
+    """Join each run's metrics.json with its train_summary.json (matched by the run identity both hold)."""
+    summaries = {run_key(s): s for s in map(_read_json, summary_files)}
     rows = []
     for mpath in metrics_files:
         m = _read_json(mpath)
-        s = summaries.get(Path(mpath).parent, {})
+        s = summaries.get(run_key(m), {})
         rows.append({
             "dataset": m["dataset"], "resolution": m["resolution"], "model": m["model"], "seed": m["seed"],
             "acc": m["acc"], "auc": m["auc"], "macro_f1": m["macro_f1"], "test_loss": m["test_loss"],
@@ -103,16 +108,8 @@ def accuracy_table(runs: pd.DataFrame, profile_only=(), resolutions=(), models=(
 
 
 def collect_histories(history_files) -> pd.DataFrame:
-    """All training curves; run identity is parsed from the run dir name."""
-    frames = []
-    for path in history_files:
-        dataset, res, model, seed = Path(path).parent.name.rsplit("_", 3)
-        h = pd.read_csv(path)
-        h.insert(0, "seed", int(seed.lstrip("s")))
-        h.insert(0, "model", model)
-        h.insert(0, "resolution", int(res))
-        h.insert(0, "dataset", dataset)
-        frames.append(h)
+    """All training curves, long format (each history row names its run)."""
+    frames = [pd.read_csv(p) for p in history_files]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -126,11 +123,18 @@ def mcnemar_exact_p(b: int, c: int) -> float:
     return float(min(1.0, p))
 
 
-def paired_comparison(logit_files: dict, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """ViT vs S4D per (dataset, res, seed), on the same test images.
+def logits_by_run(logit_files) -> dict:
+    """(dataset, res, model, seed) -> test_logits.npz, from the identity stored in each file."""
+    out = {}
+    for f in logit_files:
+        z = load_npz(f)
+        out[(str(z["dataset"]), int(z["resolution"]), str(z["model"]), int(z["seed"]))] = f
+    return out
 
-    ``logit_files`` maps (dataset, res, model, seed) -> test_logits.npz.
-    """
+
+def paired_comparison(logit_files, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """ViT vs S4D per (dataset, res, seed), on the same test images (``logit_files``: test_logits.npz files)."""
+    logit_files = logits_by_run(logit_files)
     rows = []
     rng = np.random.default_rng(seed)
     keys = {(d, r, s) for (d, r, m, s) in logit_files}
@@ -155,22 +159,41 @@ def paired_comparison(logit_files: dict, n_boot: int = 2000, seed: int = 0) -> p
     return pd.DataFrame(rows)
 
 
-def provenance(config_file, train_summaries=(), profiles=(), root=".") -> dict:
-    """Where the numbers came from: code version, config and DVC lock hashes, hardware, wall time."""
-    import hashlib
-    import platform
-    import subprocess
-    from datetime import datetime, timezone
+# What the pipeline itself writes, relative to a study's outdir: a rewritten result is not a source change.
+OUTPUT_PREFIXES = ("data/", "results/", "logs/", "paper/generated/", "paper/main.pdf")
 
-    def sha256(path):
-        p = Path(root) / path
-        return hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else None
+
+def git_state(outdir: str, root=".") -> dict:
+    """The commit, and which tracked files other than the study's own outputs (and DVC locks) differ from it.
+
+    Read when aggregation starts, before it writes anything; the outputs of the
+    stages before it are results, not sources, so they do not make the tree dirty.
+    """
+    import subprocess
 
     def git(*args):
         try:
-            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=20).stdout.strip()
+            r = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=20)
         except (OSError, subprocess.SubprocessError):
-            return ""
+            return None
+        return r.stdout if r.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    if commit is None or status is None:
+        return {"git_commit": None, "git_dirty": None, "git_dirty_files": []}
+    prefix = "" if outdir in (".", "") else outdir.rstrip("/") + "/"
+    outputs = tuple(prefix + p for p in OUTPUT_PREFIXES)
+    changed = [line[3:].split(" -> ")[-1].strip('"') for line in status.splitlines() if line.strip()]
+    sources = [f for f in changed if not f.startswith(outputs) and not f.endswith("dvc.lock")]
+    return {"git_commit": commit.strip(), "git_dirty": bool(sources), "git_dirty_files": sources[:20]}
+
+
+def provenance(config: dict, train_summaries=(), profiles=(), git: dict | None = None) -> dict:
+    """Where the numbers came from: code version, config, hardware, wall time."""
+    import hashlib
+    import platform
+    from datetime import datetime, timezone
 
     summaries = [_read_json(p) for p in train_summaries]
     profs = [_read_json(p) for p in profiles]
@@ -178,11 +201,8 @@ def provenance(config_file, train_summaries=(), profiles=(), root=".") -> dict:
     import torch
 
     return {
-        "git_commit": git("rev-parse", "HEAD") or None,
-        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-        "config_file": str(config_file),
-        "config_sha256": sha256(config_file),
-        "dvc_lock_sha256": sha256("dvc.lock"),
+        **(git if git is not None else git_state(config["outdir"])),
+        "config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest(),
         "train_devices": sorted({s.get("device_name") or s.get("device") for s in summaries}) or None,
         "device_name": env.get("device_name") or next((s.get("device_name") for s in summaries), None),
         "driver": env.get("gpu_driver") or env.get("driver"),

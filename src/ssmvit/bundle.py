@@ -14,29 +14,21 @@ from pathlib import Path
 from . import paths
 from .errors import UserError
 from .fileio import atomic_path
-from .pipeline import profiled_configs, trained_runs
-
-RUN_FILES = (paths.METRICS, paths.TRAIN_SUMMARY, paths.HISTORY, paths.TEST_LOGITS, paths.CONFUSION)
 
 
-def result_files(cfg: dict, datasets=None) -> list[str]:
-    """Every small per-run and per-profile output of the study (optionally only some datasets)."""
-    out = []
-    for d, r, m, s in trained_runs(cfg):
-        if datasets is None or d in datasets:
-            out += [pattern.format(dataset=d, res=r, model=m, seed=s) for pattern in RUN_FILES]
-    for d, r, m in profiled_configs(cfg):
-        if datasets is None or d in datasets:
-            out.append(paths.PROFILE.format(dataset=d, res=r, model=m))
-    return out
+def result_files(cfg: dict) -> list[str]:
+    """Every small per-run and per-profile output of the study, relative to its outdir."""
+    local = dict(cfg, outdir=".")
+    return [f for pattern in paths.SMALL_RESULTS for f in paths.study_files(local, pattern)]
 
 
-def pack(cfg: dict, tarball, datasets=None, include_logs=True) -> list[str]:
+def pack(cfg: dict, tarball, include_logs=True) -> list[str]:
     root = Path(cfg["outdir"])
-    files = result_files(cfg, datasets)
+    files = result_files(cfg)
     missing = [f for f in files if not (root / f).exists()]
     if missing:
-        raise UserError(f"{len(missing)} result files are missing (first: {root / missing[0]}); run the GPU stages first")
+        raise UserError(f"{len(missing)} result files are missing (first: {root / missing[0]}); run the GPU stages "
+                        "first (snakemake --omit-from aggregate ...)")
     with atomic_path(tarball) as tmp:
         with tarfile.open(tmp, "w:gz") as tar:
             for f in files:

@@ -1,141 +1,162 @@
-"""The study configuration: defaults live here, the study lives in config.yaml.
+"""The study configuration: one schema with every default, one loader, one validation.
 
-A config file only needs the keys it changes; everything else comes from
-``DEFAULTS``. Validation runs before anything is written: unknown keys and
-bad values stop with one line naming the key and the valid choices.
+``config.schema.yaml`` (beside this file) holds every key, its type, range and
+default. ``resolve`` fills the defaults into a mapping and validates it; the
+Snakefile calls it once on the config Snakemake merged (``--configfile``,
+stacked, then ``--config``), and ``load`` does the same for a person's
+``ssmvit`` command (``--config FILE``, stacked, then ``--set KEY=VALUE``).
+Snakemake hands each job the part of the resolved config that job depends
+on (``subset``), so a stage sees exactly the values Snakemake saw.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
+from .catalog import check_choice, check_dataset
 from .errors import UserError
 
-KNOWN_DATASETS = ("organamnist", "dermamnist", "pathmnist", "bloodmnist")
-STUDY_DATASETS = ("organamnist", "dermamnist", "pathmnist")
-KNOWN_MODELS = ("vit", "s4d")
-KNOWN_RESOLUTIONS = (28, 64, 128, 224)  # the official MedMNIST+ sizes
+DEFAULT_CONFIG_FILE = "config.yaml"
 
-DEFAULTS: dict[str, Any] = {
-    "outdir": ".",
-    "data": {
-        "local_root": None,
-        "mirror_url": None,
-        "download_timeout_s": 60.0,
-        "download_retries": 3,
-        "download_backoff_s": 1.0,  # wait before retry k: backoff * 2**(k-1) seconds, at most 60
-        "upsample_from": {},
-        "checksums": {},
-        "synthetic": False,
-    },
-    "study": {
-        "datasets": list(STUDY_DATASETS),
-        "resolutions": [28, 64],
-        "models": list(KNOWN_MODELS),
-        "seeds": [0],
-        "profile_only": [],
-    },
-    "train": {
-        "epochs": 5,
-        "batch_size": 64,
-        "eval_batch_size": 256,
-        "weight_decay": 0.01,
-        "scheduler": "cosine",
-        "max_train_samples": None,
-        "max_eval_samples": None,
-        "device": "auto",
-        "threads": None,
-        # GPU fast path (ssmvit.fastpath); every part applies on CUDA only, a CPU run is plain fp32 eager.
-        "fast_path": {"bf16_autocast": True, "fused_optimizer": True, "s4d_chunked_conv": True, "compile": True,
-                      "compile_scope": "blocks", "cuda_graphs": False},
-    },
-    "profile": {
-        "batch_sizes": [1, 64, 256, 1024],
-        "repeats": 10,
-        "warmup": 3,
-        "device": "auto",
-    },
-    "models": {
-        # The seed study's ViT: patch 4, embed 768, 8 heads, 8 layers, MLP 256.
-        "vit": {"lr": 1.0e-4, "patch_size": 4, "embed_dim": 768, "depth": 8, "num_heads": 8,
-                "mlp_dim": 256, "dropout": 0.1},
-        # The seed study's S4D: d_model 128 (grayscale) / 256 (RGB), 4 layers, d_state 64.
-        # ssm_lr follows the S4 reference: min(lr, 1e-3) for step, A and C.
-        "s4d": {"lr": 1.0e-2, "ssm_lr": 1.0e-3, "d_model_grayscale": 128, "d_model_rgb": 256,
-                "n_layers": 4, "d_state": 64, "dropout": 0.1},
-    },
-}
+
+@cache
+def _schema_text() -> str:
+    return resources.files(__package__).joinpath("config.schema.yaml").read_text()
 
 
 def schema() -> dict:
-    """The JSON schema of a config (also used by the Snakefile's validate)."""
-    return json.loads(resources.files(__package__).joinpath("config.schema.json").read_text())
+    return yaml.safe_load(_schema_text())
 
 
-def schema_path() -> Path:
-    return Path(str(resources.files(__package__).joinpath("config.schema.json")))
+def _defaults_of(node: dict):
+    if node.get("type") == "object" and "properties" in node:
+        return {k: _defaults_of(v) for k, v in node["properties"].items()}
+    return copy.deepcopy(node.get("default"))
 
 
-def deep_merge(base: dict, update: dict, where: str = "") -> dict:
-    """Return ``base`` updated by ``update``; a key missing from ``base`` is an error."""
+def defaults() -> dict:
+    """Every default of the schema, as one nested config."""
+    return _defaults_of(schema())
+
+
+def known_models() -> tuple[str, ...]:
+    return tuple(schema()["properties"]["models"]["properties"])
+
+
+# ---------------------------------------------------------------- reading
+
+class _StudyFileLoader(yaml.SafeLoader):
+    """safe_load without aliases: an anchor (&a / *a) could expand to gigabytes (a 'YAML bomb')."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise UserError(f"YAML alias '*{event.anchor}' at line {event.start_mark.line + 1}; study files may not "
+                            "use anchors and aliases, write the values out")
+        return super().compose_node(parent, index)
+
+
+def read_yaml(path) -> dict:
+    """A study file as a mapping; one-line errors for a missing, unreadable or malformed file."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"config file {path} does not exist; pass --config with an existing file")
+    if not path.is_file():
+        raise UserError(f"config file {path} is not a regular file; pass --config with a YAML file")
+    try:
+        loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_StudyFileLoader)
+    except UnicodeDecodeError:
+        raise UserError(f"config file {path} is not UTF-8 text; save it as UTF-8 YAML") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"config file {path} is not valid YAML{at}; fix the syntax") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise UserError(f"config file {path} must be a mapping of sections (data, study, train, models)")
+    return loaded
+
+
+def merge(base: dict, update: dict) -> dict:
+    """``base`` updated by ``update`` as Snakemake merges config files: mappings merge, other values replace."""
     out = copy.deepcopy(base)
     for key, value in (update or {}).items():
-        here = f"{where}{key}"
-        if key not in out:
-            raise UserError(f"unknown config key '{here}'; valid keys here: {', '.join(sorted(map(str, out)))}")
-        if isinstance(out[key], dict) and out[key] and isinstance(value, dict):
-            out[key] = deep_merge(out[key], value, here + ".")
+        if isinstance(out.get(key), dict) and isinstance(value, dict):
+            out[key] = merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``train.epochs=1`` -> (['train', 'epochs'], 1); values are parsed as YAML."""
+def parse_set(text: str) -> tuple[list[str], Any]:
+    """``train.epochs=1`` -> (['train', 'epochs'], 1); the value is YAML (``{64: 28}``, ``[0, 1]``)."""
     if "=" not in text:
-        raise UserError(f"override '{text}' is not KEY=VALUE; write e.g. train.epochs=1")
+        raise UserError(f"--set '{text}' is not KEY=VALUE; write e.g. --set train.epochs=1")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw)
+    try:
+        value = yaml.load(raw, Loader=_StudyFileLoader)
+    except yaml.YAMLError:
+        raise UserError(f"--set {key}: value {raw!r} is not valid YAML (plain YAML only, no tags); "
+                        "quote it, e.g. --set 'data.upsample_from={64: 28}'") from None
+    return [k for k in key.strip().split(".")], value
 
 
-def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
-    for text in overrides or ():
-        keys, value = parse_override(text)
-        nested: dict = value
-        for k in reversed(keys):
-            nested = {k: nested}
-        cfg = deep_merge(cfg, nested)
-    return cfg
+def apply_set(cfg: dict, text: str) -> dict:
+    """Replace the value at KEY (a mapping too: ``--set data.upsample_from={}`` empties it)."""
+    keys, value = parse_set(text)
+    out = copy.deepcopy(cfg)
+    node = out
+    for depth, k in enumerate(keys[:-1]):
+        if not isinstance(node.get(k, {}), dict):
+            raise UserError(f"--set {'.'.join(keys)}: '{'.'.join(keys[:depth + 1])}' is not a section")
+        node = node.setdefault(k, {})
+    node[keys[-1]] = value
+    return out
 
 
-def validate(cfg: dict) -> dict:
-    """Check ``cfg`` against the schema; raise one UserError line on the first problem."""
-    import jsonschema
+def load(files: Iterable = (DEFAULT_CONFIG_FILE,), sets: Iterable[str] = ()) -> dict:
+    """The config a person's command runs with: defaults, then each file in order, then each --set."""
+    cfg: dict = {}
+    for f in files:
+        cfg = merge(cfg, read_yaml(f))
+    for text in sets:
+        cfg = apply_set(cfg, text)
+    return resolve(cfg)
 
-    # YAML gives int keys for upsample_from; the schema speaks JSON (string keys).
-    as_json = json.loads(json.dumps(cfg))
-    validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(as_json), key=lambda e: list(e.absolute_path))
-    if errors:
-        raise UserError(format_schema_error(errors[0]))
-    for res, src in cfg["data"]["upsample_from"].items():
-        if int(res) == int(src):
-            raise UserError(f"data.upsample_from maps {res} to itself; remove that entry to use the official {res}x{res} file")
-    for model in cfg["study"]["models"]:
-        if model == "vit":
-            p = cfg["models"]["vit"]["patch_size"]
-            bad = [r for r in cfg["study"]["resolutions"] if r % p]
-            if bad:
-                raise UserError(f"models.vit.patch_size={p} does not divide resolution(s) {bad}; choose a patch size that divides every resolution")
-            if cfg["models"]["vit"]["embed_dim"] % cfg["models"]["vit"]["num_heads"]:
-                raise UserError("models.vit.embed_dim must be divisible by models.vit.num_heads")
-    return cfg
+
+# ---------------------------------------------------------------- validation
+
+def _check_plain(value, where: str, seen: set) -> None:
+    """No shared nodes (YAML aliases), no NaN/inf, no templating keys; linear in the unique nodes."""
+    if isinstance(value, (dict, list)):
+        if id(value) in seen:
+            raise UserError(f"config value at '{where or '(top level)'}' repeats another node (a YAML alias); "
+                            "study files may not use anchors and aliases, write the values out")
+        seen.add(id(value))
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for k, v in items:
+            if isinstance(k, str) and k.startswith("__use_yte"):
+                raise UserError("study files may not use YTE templating (__use_yte__); write plain YAML")
+            _check_plain(v, f"{where}.{k}" if where else str(k), seen)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"config value {value} at '{where}' is not a finite number; write a number")
+
+
+def _as_json_keys(cfg: dict) -> dict:
+    """The config as JSON Schema sees it: upsample_from's keys as strings (YAML gives ints)."""
+    out = dict(cfg)
+    if isinstance(cfg.get("data"), dict) and isinstance(cfg["data"].get("upsample_from"), dict):
+        out["data"] = dict(cfg["data"], upsample_from={str(k): v for k, v in cfg["data"]["upsample_from"].items()})
+    return out
 
 
 def format_schema_error(err) -> str:
@@ -154,34 +175,106 @@ def format_schema_error(err) -> str:
     return f"config value at '{where}' is invalid: {err.message}"
 
 
-def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> dict:
-    """Defaults, updated by the YAML file at ``path``, then by KEY=VALUE overrides."""
-    cfg = copy.deepcopy(DEFAULTS)
-    if path is not None:
-        path = Path(path)
-        if not path.exists():
-            raise UserError(f"config file {path} does not exist; pass --config with an existing file")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            at = f" at line {mark.line + 1}" if mark else ""
-            raise UserError(f"config file {path} is not valid YAML{at}; fix the syntax")
-        if not isinstance(loaded, dict):
-            raise UserError(f"config file {path} must be a mapping of sections (data, study, train, models)")
-        cfg = deep_merge(cfg, loaded)
-    cfg = apply_overrides(cfg, overrides)
-    return validate(cfg)
+def _check_schema(cfg: dict) -> None:
+    import jsonschema
+
+    errors = sorted(jsonschema.Draft202012Validator(schema()).iter_errors(_as_json_keys(cfg)),
+                    key=lambda e: list(e.absolute_path))
+    if errors:
+        raise UserError(format_schema_error(errors[0]))
 
 
-def check_choice(kind: str, value, choices) -> None:
-    if value not in choices:
-        raise UserError(f"unknown {kind} {value!r}; valid choices: {', '.join(map(str, choices))}")
+def _int_keys(cfg: dict) -> None:
+    if "upsample_from" in cfg.get("data", {}):
+        cfg["data"]["upsample_from"] = {int(k): int(v) for k, v in cfg["data"]["upsample_from"].items()}
+
+
+def resolve(mapping: dict) -> dict:
+    """``mapping`` with every default filled in, validated; one UserError line on the first problem."""
+    if not isinstance(mapping, dict):
+        raise UserError("a config must be a mapping of sections (data, study, train, models)")
+    _check_plain(mapping, "", set())
+    cfg = merge(defaults(), mapping)
+    _check_schema(cfg)
+    _int_keys(cfg)
+    for res, src in cfg["data"]["upsample_from"].items():
+        if res == src:
+            raise UserError(f"data.upsample_from maps {res} to itself; remove that entry to use the official {res}x{res} file")
+    study = cfg["study"]
+    for name in study["datasets"] + study["profile_only"]:
+        check_dataset(name)
+    both = sorted(set(study["datasets"]) & set(study["profile_only"]))
+    if both:
+        raise UserError(f"study.profile_only lists {', '.join(both)}, which study.datasets trains; list each dataset once")
+    for name in study["models"]:
+        check_choice("model", name, known_models())
+    if "vit" in study["models"]:
+        vit = cfg["models"]["vit"]
+        bad = [r for r in study["resolutions"] if r % vit["patch_size"]]
+        if bad:
+            raise UserError(f"models.vit.patch_size={vit['patch_size']} does not divide resolution(s) {bad}; "
+                            "choose a patch size that divides every resolution")
+        if vit["embed_dim"] % vit["num_heads"]:
+            raise UserError("models.vit.embed_dim must be divisible by models.vit.num_heads")
+    return cfg
+
+
+# ---------------------------------------------------------------- what a job depends on
+
+def _key_in(node: dict, part: str):
+    """The key of ``node`` spelled ``part`` (upsample_from's keys are ints), or None."""
+    if part in node:
+        return part
+    if part.isdigit() and int(part) in node:
+        return int(part)
+    return None
+
+
+def subset(cfg: dict, keys: Iterable[str]) -> dict:
+    """The part of ``cfg`` under the dotted ``keys``. A key absent from ``cfg`` (``data.upsample_from.28``
+    when 28 is not upsampled) leaves its parents in place, empty: the job sees that it is absent."""
+    out: dict = {}
+    for dotted in keys:
+        src, dst = cfg, out
+        parts = dotted.split(".")
+        for depth, part in enumerate(parts):
+            key = _key_in(src, part) if isinstance(src, dict) else None
+            if key is None:
+                break
+            if depth == len(parts) - 1:
+                dst[key] = copy.deepcopy(src[key])
+            else:
+                src, dst = src[key], dst.setdefault(key, {})
+    return out
+
+
+def settings_json(cfg: dict, keys: Iterable[str]) -> str:
+    """``subset`` as the JSON a job's ``--settings`` receives (sorted: a stable rerun trigger)."""
+    return json.dumps(subset(cfg, keys), sort_keys=True, separators=(",", ":"))
+
+
+def from_settings(text: str) -> dict:
+    """The config of a job Snakemake started: exactly the values its ``--settings`` JSON holds.
+
+    They were resolved (defaults, validation) by the Snakefile, so nothing is
+    filled in: a stage that reads a key its rule does not pass fails loudly
+    instead of silently using a default Snakemake never saw.
+    """
+    try:
+        cfg = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--settings is not valid JSON ({exc.msg}); it is written by the Snakefile") from None
+    if not isinstance(cfg, dict):
+        raise UserError("--settings must be a JSON object of config sections")
+    _check_plain(cfg, "", set())
+    _check_schema(cfg)
+    _int_keys(cfg)
+    return cfg
 
 
 def model_settings(cfg: dict, model: str, n_channels: int) -> dict:
     """The keyword arguments that build ``model`` for data with ``n_channels``."""
-    check_choice("model", model, KNOWN_MODELS)
+    check_choice("model", model, known_models())
     m = dict(cfg["models"][model])
     m.pop("lr", None)
     if model == "s4d":

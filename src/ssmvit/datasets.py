@@ -1,11 +1,11 @@
 """MedMNIST files: find or download, verify, preprocess, load, raster-scan.
 
-File names, URLs and md5 sums come from ``medmnist.INFO`` (the medmnist
-package's own table). medmnist's ``download()`` goes through torchvision,
-which cannot be imported beside the CPU torch build used here, so the HTTP
-transfer is done in ``download_file`` with the same URLs and md5 check, plus
-what long runs on clusters need: a timeout, bounded retries with backoff, and
-a file that appears under its final name only once its md5 is right.
+File names, URLs and md5 sums come from ``medmnist.INFO`` (``ssmvit.catalog``).
+medmnist's ``download()`` goes through torchvision, which cannot be imported
+beside the CPU torch build used here, so the HTTP transfer is done in
+``download_file`` with the same URLs and md5 check, plus what long runs on
+clusters need: a timeout, bounded retries with backoff, and a file that
+appears under its final name only once its md5 is right.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
+import stat
 import time
 import urllib.error
 import urllib.request
@@ -21,45 +22,24 @@ from pathlib import Path
 import numpy as np
 
 from . import paths
-from .config import KNOWN_DATASETS, KNOWN_RESOLUTIONS, check_choice
+from .catalog import SIZES, check_choice, check_dataset, describe, official_name, official_url_md5
 from .errors import UserError
 from .fileio import atomic_path, load_npz, md5sum, write_json, write_npz
+from .synthetic import make_synthetic_medmnist
 
 SPLITS = ("train", "val", "test")
 
 
-def medmnist_info(dataset: str) -> dict:
-    check_choice("dataset", dataset, KNOWN_DATASETS)
-    from medmnist.info import INFO  # no torchvision involved
-
-    return INFO[dataset]
-
-
-def describe(dataset: str) -> dict:
-    """Shapes and names that models and profiling need (no images)."""
-    info = medmnist_info(dataset)
-    labels = info["label"]
-    return {
-        "dataset": dataset,
-        "n_channels": int(info["n_channels"]),
-        "n_classes": len(labels),
-        "class_names": [labels[str(i)] for i in range(len(labels))],
-        "task": info["task"],
-        "n_samples": dict(info["n_samples"]),
-    }
-
-
-def official_url_md5(dataset: str, size: int) -> tuple[str, str]:
-    check_choice("source size", int(size), KNOWN_RESOLUTIONS)
-    info = medmnist_info(dataset)
-    suffix = "" if int(size) == 28 else f"_{int(size)}"
-    return info[f"url{suffix}"], info[f"MD5{suffix}"]
+def source_size_for(cfg: dict, res: int) -> int:
+    """Official size a resolution is made from: itself, unless data.upsample_from says otherwise."""
+    check_choice("resolution", int(res), SIZES)
+    return int(cfg["data"]["upsample_from"].get(int(res), int(res)))
 
 
 def expected_md5(cfg: dict, dataset: str, size: int) -> tuple[str, bool]:
     """(md5 to verify against, whether it is medmnist's official one)."""
     _, official = official_url_md5(dataset, size)
-    override = (cfg["data"].get("checksums") or {}).get(paths.official_name(dataset, size))
+    override = cfg["data"]["checksums"].get(official_name(dataset, size))
     if override and override != official:
         return override, False
     return official, True
@@ -69,7 +49,7 @@ def source_url(cfg: dict, dataset: str, size: int) -> str:
     url, _ = official_url_md5(dataset, size)
     mirror = cfg["data"].get("mirror_url")
     if mirror:
-        return mirror.rstrip("/") + "/" + paths.official_name(dataset, size)
+        return mirror.rstrip("/") + "/" + official_name(dataset, size)
     return url
 
 
@@ -159,24 +139,25 @@ class _BadChecksum(Exception):
     pass
 
 
-def fetch_raw(cfg: dict, dataset: str, size: int, dest: str | Path | None = None) -> dict:
-    """Put the official ``dataset`` file of ``size`` at ``dest`` (default data/raw/...).
+def fetch_raw(cfg: dict, dataset: str, res: int, dest=None) -> dict:
+    """Put the official file that ``res`` is made from at ``dest`` (default: the pipeline's raw file).
 
     A file in the local root is used without network if its md5 is right,
-    and refused (not replaced by a download) if it is wrong.
+    and refused (not replaced by a download) if it is wrong or not a regular file.
     """
-    dest = Path(dest) if dest else paths.raw(dataset, size, cfg["outdir"])
-    if cfg["data"].get("synthetic"):
-        from .synthetic import make_synthetic_medmnist
-
-        _, md5 = make_synthetic_medmnist(None, dataset, size, dest=dest)
-        return {"dataset": dataset, "size": int(size), "path": str(dest), "md5": md5,
-                "official_md5": False, "origin": "synthetic (data.synthetic: true)"}
+    check_dataset(dataset)
+    dest = Path(dest) if dest else paths.file(cfg["outdir"], paths.RAW, dataset=dataset, res=res)
+    size = source_size_for(cfg, res)
+    name = official_name(dataset, size)
+    facts = {"dataset": dataset, "resolution": int(res), "size": size, "file": name, "path": str(dest)}
+    if cfg["data"]["synthetic"]:
+        _, md5 = make_synthetic_medmnist(dataset, size, dest)
+        return {**facts, "md5": md5, "official_md5": False, "origin": "synthetic (data.synthetic: true)"}
     md5, official = expected_md5(cfg, dataset, size)
-    name = paths.official_name(dataset, size)
     root = local_root(cfg)
     local = root / name if root else None
-    if local is not None and local.exists():
+    if local is not None and (local.exists() or local.is_symlink()):
+        _check_regular_file(local)
         found = md5sum(local)
         if found != md5:
             raise UserError(
@@ -190,17 +171,19 @@ def fetch_raw(cfg: dict, dataset: str, size: int, dest: str | Path | None = None
         url = source_url(cfg, dataset, size)
         download_file(url, dest, md5, timeout=float(cfg["data"]["download_timeout_s"]),
                       retries=int(cfg["data"]["download_retries"]),
-                      backoff_s=float(cfg["data"].get("download_backoff_s", 1.0)))
+                      backoff_s=float(cfg["data"]["download_backoff_s"]))
         origin = url
-    return {"dataset": dataset, "size": int(size), "path": str(dest), "md5": md5,
-            "official_md5": official, "origin": origin}
+    return {**facts, "md5": md5, "official_md5": official, "origin": origin}
 
 
-def source_size_for(cfg: dict, res: int) -> int:
-    """Official size a resolution is made from: itself, unless data.upsample_from says otherwise."""
-    check_choice("resolution", int(res), KNOWN_RESOLUTIONS)
-    mapping = {int(k): int(v) for k, v in (cfg["data"].get("upsample_from") or {}).items()}
-    return mapping.get(int(res), int(res))
+def _check_regular_file(path: Path) -> None:
+    """A directory, FIFO or device under a data file's name would crash or hang the md5: refuse it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise UserError(f"{path} cannot be read ({exc.strerror}); replace it with the official file") from None
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{path} is not a regular file; put the official .npz file there or remove it")
 
 
 def validate_raw(arrays: dict, dataset: str, size: int, where: str) -> None:
@@ -251,18 +234,21 @@ def resize_uint8(images: np.ndarray, res: int, chunk: int = 4096) -> np.ndarray:
     return out
 
 
-def preprocess(cfg: dict, dataset: str, res: int, raw_path: str | Path, out_npz=None, out_meta=None,
-               raw_md5: str | None = None) -> dict:
-    """Official-layout npz -> uint8 NCHW splits at ``res`` and a metadata JSON."""
+def preprocess(cfg: dict, dataset: str, res: int, raw_path=None, out_npz=None, out_meta=None) -> dict:
+    """Official-layout npz -> uint8 NCHW splits at ``res`` and a metadata JSON (default paths: the pipeline's)."""
     res = int(res)
-    check_choice("dataset", dataset, KNOWN_DATASETS)
+    check_dataset(dataset)
+    where = {"dataset": dataset, "res": res}
+    raw_path = raw_path or paths.file(cfg["outdir"], paths.RAW, **where)
+    out_npz = out_npz or paths.file(cfg["outdir"], paths.PROCESSED, **where)
+    out_meta = out_meta or paths.file(cfg["outdir"], paths.PROCESSED_META, **where)
     src_size = source_size_for(cfg, res)
     raw_path = Path(raw_path)
     md5, official = expected_md5(cfg, dataset, src_size)
-    synthetic = bool(cfg["data"].get("synthetic"))
+    synthetic = bool(cfg["data"]["synthetic"])
     if synthetic:  # generated by the download stage; there is no official md5 to compare with
         official = False
-    found = raw_md5 or md5sum(raw_path) if raw_path.exists() else None
+    found = md5sum(raw_path) if raw_path.exists() else None
     if found is None:
         raise UserError(f"data file {raw_path} does not exist; run the download stage first")
     if found != md5 and not synthetic:
@@ -288,7 +274,7 @@ def preprocess(cfg: dict, dataset: str, res: int, raw_path: str | Path, out_npz=
         "upsampled": src_size < res,
         "resized": src_size != res,
         "resize_method": "bilinear, antialiased (torch.nn.functional.interpolate)" if src_size != res else None,
-        "source_file": paths.official_name(dataset, src_size),
+        "source_file": official_name(dataset, src_size),
         "source_md5": found,
         "official_md5": official,
         "synthetic": synthetic,
@@ -297,8 +283,8 @@ def preprocess(cfg: dict, dataset: str, res: int, raw_path: str | Path, out_npz=
         "std": [float(s) for s in std],
         "layout": "uint8 NCHW",
     }
-    write_npz(out_npz or paths.processed(dataset, res, cfg["outdir"]), **out)
-    write_json(out_meta or paths.processed_meta(dataset, res, cfg["outdir"]), meta)
+    write_npz(out_npz, **out)
+    write_json(out_meta, meta)
     return meta
 
 

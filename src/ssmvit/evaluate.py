@@ -19,9 +19,12 @@ from .training import DeviceData, predict, resolve_device
 
 def evaluate_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
                  processed_npz=None, processed_meta=None, checkpoint=None, out_dir=None) -> dict:
-    processed_npz = processed_npz or paths.processed(dataset, res, cfg["outdir"])
-    processed_meta = processed_meta or paths.processed_meta(dataset, res, cfg["outdir"])
-    out_dir = Path(out_dir or paths.run_dir(dataset, res, model_name, seed, cfg["outdir"]))
+    """Test metrics of ``checkpoint`` (default: best.pt in ``out_dir``); writes metrics.json,
+    test_logits.npz and confusion_matrix.csv into ``out_dir`` (default paths: the pipeline's)."""
+    where = {"dataset": dataset, "res": int(res)}
+    processed_npz = processed_npz or paths.file(cfg["outdir"], paths.PROCESSED, **where)
+    processed_meta = processed_meta or paths.file(cfg["outdir"], paths.PROCESSED_META, **where)
+    out_dir = Path(out_dir or paths.file(cfg["outdir"], paths.RUN_DIR, model=model_name, seed=int(seed), **where))
     checkpoint = checkpoint or out_dir / "best.pt"
     device = resolve_device(cfg["train"]["device"])
     ckpt = load_torch(checkpoint)
@@ -49,7 +52,8 @@ def evaluate_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
     cm = pd.DataFrame(m["confusion_matrix"], columns=meta["class_names"])
     cm.insert(0, "true", meta["class_names"])
     write_npz(out_dir / "test_logits.npz", logits=logits.astype(np.float32), labels=labels.astype(np.int64),
-              indices=idx.astype(np.int64))
+              indices=idx.astype(np.int64), dataset=np.array(dataset), resolution=np.array(int(res)),
+              model=np.array(model_name), seed=np.array(int(seed)))  # the run's identity travels with its logits
     write_csv(out_dir / "confusion_matrix.csv", cm)
     write_json(out_dir / "metrics.json", result)
     return result

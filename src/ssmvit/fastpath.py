@@ -60,9 +60,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# Requested defaults (the config's train.fast_path defaults are the same; see config.DEFAULTS).
-DEFAULT_FAST_PATH = {"bf16_autocast": True, "fused_optimizer": True, "s4d_chunked_conv": True, "compile": True,
-                     "compile_scope": "blocks", "cuda_graphs": False}
+
+def default_fast_path() -> dict:
+    """The requested parts by default: the schema's train.fast_path defaults."""
+    from .config import defaults
+
+    return defaults()["train"]["fast_path"]
+
+
 COMPILE_SCOPES = ("blocks", "model")
 
 
@@ -95,10 +100,11 @@ def resolve_fast_path(requested: dict | FastPath | None, device) -> FastPath:
     """The parts of ``requested`` (config ``train.fast_path``; missing keys take the defaults) that apply on ``device``."""
     if isinstance(requested, FastPath):
         return FastPath(**requested.as_dict()) if torch.device(device).type == "cuda" else FastPath()
-    want = {**DEFAULT_FAST_PATH, **(requested or {})}
-    unknown = set(want) - set(DEFAULT_FAST_PATH)
+    default = default_fast_path()
+    want = {**default, **(requested or {})}
+    unknown = set(want) - set(default)
     if unknown:
-        raise ValueError(f"unknown fast_path part(s) {sorted(unknown)}; valid: {', '.join(DEFAULT_FAST_PATH)}")
+        raise ValueError(f"unknown fast_path part(s) {sorted(unknown)}; valid: {', '.join(default)}")
     if want["compile_scope"] not in COMPILE_SCOPES:
         raise ValueError(f"unknown fast_path.compile_scope {want['compile_scope']!r}; valid: {', '.join(COMPILE_SCOPES)}")
     if torch.device(device).type != "cuda" or not torch.cuda.is_available():

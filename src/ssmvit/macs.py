@@ -84,7 +84,7 @@ import warnings
 import torch
 import torch.nn as nn
 
-from .config import KNOWN_MODELS, check_choice
+from .catalog import check_choice
 from .models import INPUT_LAYOUT, S4DClassifier, ViT
 
 # Parts of the analytic breakdown, in the order they are reported.
@@ -97,7 +97,7 @@ BATCH_INDEPENDENT = ("fft_kernel", "kernel_matmul", "kernel_vandermonde")
 def example_input(model_name: str, n_channels: int, res: int, batch: int = 1, device="cpu",
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """A random float input in the layout the model reads: (B, C, H, W) or raster-scanned (B, H*W, C)."""
-    check_choice("model", model_name, KNOWN_MODELS)
+    check_choice("model", model_name, tuple(INPUT_LAYOUT))
     shape = (batch, n_channels, res, res) if INPUT_LAYOUT[model_name] == "image" else (batch, res * res, n_channels)
     return torch.randn(shape, device=device, generator=generator)
 
@@ -178,7 +178,7 @@ def count_macs_analytic(model_name: str, n_channels: int, n_classes: int, res: i
     Returns a dict of ints with every key of ``PARTS`` (0 where a model has
     no such part) and ``total``, their sum. FFT parts are rounded to whole MACs.
     """
-    check_choice("model", model_name, KNOWN_MODELS)
+    check_choice("model", model_name, tuple(INPUT_LAYOUT))
     out = dict.fromkeys(PARTS, 0)
     if model_name == "vit":
         s = _with_defaults(ViT, settings)

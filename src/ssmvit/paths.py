@@ -1,81 +1,57 @@
-"""Every path the pipeline reads or writes, built in one place.
+"""Every file the pipeline writes, as one pattern each, relative to the study's ``outdir``.
 
-The scripts, the Snakefile and dvc.yaml use these patterns, so a path is
-spelled once. Patterns are relative to the study's output folder
-(config key ``outdir``: ``.`` for the reference study, e.g. ``build/smoke``
-for the smoke study, so a smoke run never overwrites the reference results),
-which is itself relative to the project root, the working directory of
-every stage.
+The Snakefile's rules declare their outputs with these patterns (and wire
+upstream products as ``rules.X.output``), the DVC pipelines spell the same
+paths, and a person's ``ssmvit`` command uses them for its defaults, so a
+single-stage command reads and writes the files the pipeline does. Nothing
+reads a run's identity back out of a path: it travels inside the files.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .config import KNOWN_DATASETS, KNOWN_MODELS, KNOWN_RESOLUTIONS, check_choice
-
-RAW = "data/raw/{dataset}_{size}.npz"
+# The official file that resolution {res} is made from: {dataset}_{res}'s own file, or the smaller
+# official file that data.upsample_from names for {res} (its metadata says which).
+RAW = "data/raw/{dataset}_for_{res}.npz"
 PROCESSED = "data/processed/{dataset}_{res}.npz"
 PROCESSED_META = "data/processed/{dataset}_{res}.json"
 RUN_DIR = "results/runs/{dataset}_{res}_{model}_s{seed}"
-HISTORY = RUN_DIR + "/history.csv"
 CKPT_LAST = RUN_DIR + "/last.pt"
 CKPT_BEST = RUN_DIR + "/best.pt"
+HISTORY = RUN_DIR + "/history.csv"
 TRAIN_SUMMARY = RUN_DIR + "/train_summary.json"
 METRICS = RUN_DIR + "/metrics.json"
 TEST_LOGITS = RUN_DIR + "/test_logits.npz"
 CONFUSION = RUN_DIR + "/confusion_matrix.csv"
 PROFILE = "results/profile/{dataset}_{res}_{model}.json"
-AGGREGATE_DIR = "results/aggregate"
+AGGREGATE = "results/aggregate/{table}"
 FIGURES_DIR = "results/figures"
-PAPER_DIR = "paper"
-LOGS_DIR = "logs"
+PAPER_GENERATED = "paper/generated"
+PAPER_PDF = "paper/main.pdf"
+LOG = "logs/{name}.log"
+COMPILE_CACHE = ".torchinductor-cache"
+
+# The small per-run and per-profile results (no checkpoints, no data): what a results bundle carries.
+SMALL_RESULTS = (METRICS, TRAIN_SUMMARY, HISTORY, TEST_LOGITS, CONFUSION, PROFILE)
+AGGREGATE_TABLES = ("runs.csv", "accuracy.csv", "histories.csv", "paired.csv", "efficiency.csv", "provenance.json")
 
 
-def _checked(dataset=None, res=None, model=None, seed=None, size=None) -> dict:
-    """Check names against the known lists so no path can leave the project folders."""
-    out = {}
-    if dataset is not None:
-        check_choice("dataset", dataset, KNOWN_DATASETS)
-        out["dataset"] = dataset
-    for key, val in (("res", res), ("size", size)):
-        if val is not None:
-            check_choice("resolution" if key == "res" else "source size", int(val), KNOWN_RESOLUTIONS)
-            out[key] = int(val)
-    if model is not None:
-        check_choice("model", model, KNOWN_MODELS)
-        out["model"] = model
-    if seed is not None:
-        if int(seed) < 0:
-            raise ValueError("seed must be >= 0")
-        out["seed"] = int(seed)
-    return out
+def under(outdir: str, pattern: str) -> str:
+    """``pattern`` inside the study folder, spelled without a leading './' (as Snakemake and DVC compare paths)."""
+    return pattern if outdir in (".", "") else f"{outdir.rstrip('/')}/{pattern}"
 
 
-def raw(dataset, size, outdir=".") -> Path:
-    return Path(outdir) / RAW.format(**_checked(dataset=dataset, size=size))
+def file(outdir: str, pattern: str, **wildcards) -> Path:
+    """One concrete path: ``file('build/x', RUN_DIR, dataset='organamnist', res=28, model='s4d', seed=0)``."""
+    return Path(under(outdir, pattern.format(**wildcards)))
 
 
-def processed(dataset, res, outdir=".") -> Path:
-    return Path(outdir) / PROCESSED.format(**_checked(dataset=dataset, res=res))
-
-
-def processed_meta(dataset, res, outdir=".") -> Path:
-    return Path(outdir) / PROCESSED_META.format(**_checked(dataset=dataset, res=res))
-
-
-def run_file(pattern: str, dataset, res, model, seed, outdir=".") -> Path:
-    return Path(outdir) / pattern.format(**_checked(dataset=dataset, res=res, model=model, seed=seed))
-
-
-def run_dir(dataset, res, model, seed, outdir=".") -> Path:
-    return run_file(RUN_DIR, dataset, res, model, seed, outdir)
-
-
-def profile(dataset, res, model, outdir=".") -> Path:
-    return Path(outdir) / PROFILE.format(**_checked(dataset=dataset, res=res, model=model))
-
-
-def official_name(dataset: str, size: int) -> str:
-    """The file name medmnist uses: ``organamnist.npz`` for 28, ``organamnist_64.npz`` otherwise."""
-    return f"{dataset}.npz" if int(size) == 28 else f"{dataset}_{int(size)}.npz"
+def study_files(cfg: dict, pattern: str) -> list[str]:
+    """``pattern`` for every trained run (or, for PROFILE, every profiled configuration) of the study."""
+    st = cfg["study"]
+    if pattern == PROFILE:
+        return [str(file(cfg["outdir"], pattern, dataset=d, res=r, model=m))
+                for d in st["datasets"] + st["profile_only"] for r in st["resolutions"] for m in st["models"]]
+    return [str(file(cfg["outdir"], pattern, dataset=d, res=r, model=m, seed=s))
+            for d in st["datasets"] for r in st["resolutions"] for m in st["models"] for s in st["seeds"]]

@@ -288,23 +288,34 @@ def _short(name: str, n: int = 18) -> str:
     return name if len(name) <= n else name[: n - 1] + "…"
 
 
-def plot_confusions(runs: pd.DataFrame, runs_dir, facts: dict, out_dir) -> list[dict]:
+def confusion_matrices(metrics_files) -> dict:
+    """(dataset, res, model, seed) -> test confusion matrix (rows true, columns predicted), from metrics.json files."""
+    import json
+
+    out = {}
+    for f in metrics_files:
+        m = json.loads(Path(f).read_text())
+        names = m.get("class_names") or [str(i) for i in range(len(m["confusion_matrix"]))]
+        out[(m["dataset"], int(m["resolution"]), m["model"], int(m["seed"]))] = pd.DataFrame(
+            m["confusion_matrix"], index=names, columns=names)
+    return out
+
+
+def plot_confusions(runs: pd.DataFrame, matrices: dict, facts: dict, out_dir) -> list[dict]:
     """One figure per (dataset, res): the models side by side, seed 0 or the first seed."""
     plt = _plt()
     written = []
     if runs is None or not len(runs):
         return written
-    runs_dir = Path(runs_dir)
     for (dataset, res), g in runs.groupby(["dataset", "resolution"], sort=True):
         res = int(res)
         panels = []
         for model in sorted(g["model"].unique(), key=model_sort_key):
             seeds = sorted(int(s) for s in g[g["model"] == model]["seed"].unique())
             seed = 0 if 0 in seeds else seeds[0]
-            path = runs_dir / f"{dataset}_{res}_{model}_s{seed}" / "confusion_matrix.csv"
-            if not path.exists():
+            cm = matrices.get((dataset, res, model, seed))
+            if cm is None:
                 continue
-            cm = pd.read_csv(path, index_col=0)
             acc = to_float(g[(g["model"] == model) & (g["seed"] == seed)]["acc"].iloc[0])
             panels.append((model, seed, cm, acc))
         if not panels:
@@ -604,8 +615,10 @@ def plot_accuracy_vs_cost(acc: pd.DataFrame, eff: pd.DataFrame | None, facts: di
     return written
 
 
-def make_all(aggregate_dir, runs_dir, out_dir) -> list[Path]:
-    """Draw every figure the inputs allow; write manifest.json; return the written paths."""
+def make_all(aggregate_dir, metrics_files, out_dir) -> list[Path]:
+    """Draw every figure the inputs allow; write manifest.json; return the written paths.
+
+    ``metrics_files``: the runs' metrics.json (their confusion matrices)."""
     aggregate_dir, out_dir = Path(aggregate_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     acc = read_csv(aggregate_dir / "accuracy.csv")
@@ -620,7 +633,7 @@ def make_all(aggregate_dir, runs_dir, out_dir) -> list[Path]:
     else:
         skipped.append("training curves: no histories.csv")
     if runs is not None:
-        entries += plot_confusions(runs, runs_dir, facts, out_dir)
+        entries += plot_confusions(runs, confusion_matrices(metrics_files), facts, out_dir)
     else:
         skipped.append("confusion matrices: no runs.csv")
     if eff is not None:

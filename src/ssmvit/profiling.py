@@ -58,10 +58,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import KNOWN_MODELS, check_choice, model_settings
-from .datasets import describe
+from .catalog import check_choice, describe
+from .config import model_settings
 from .macs import count_macs_analytic, count_macs_flopcounter, count_macs_thop, example_input
-from .models import build_model, count_params
+from .models import INPUT_LAYOUT, build_model, count_params
 from .training import build_optimizer, resolve_device
 
 MIB = 2 ** 20
@@ -367,7 +367,7 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
     process RSS on CPU) above this is recorded as OOM, as if the device were that small.
     """
     t_start = time.perf_counter()
-    check_choice("model", model_name, KNOWN_MODELS)
+    check_choice("model", model_name, tuple(INPUT_LAYOUT))
     pcfg = cfg.get("profile") or {}
     batch_sizes = tuple(int(b) for b in (batch_sizes or pcfg.get("batch_sizes") or DEFAULT_BATCH_SIZES))
     repeats = int(repeats if repeats is not None else pcfg.get("repeats", DEFAULT_REPEATS))

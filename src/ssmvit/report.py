@@ -35,7 +35,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import load_config
 from .fileio import write_text
 from .plots import (MAC_COUNTS, batch_columns, data_facts, dataset_label, is_missing, is_oom, model_label,
                     model_sort_key, read_csv, read_manifest, to_bool, to_float)
@@ -533,7 +532,7 @@ def paired_table(inp: Inputs) -> str:
 
 def _describe(dataset):
     try:
-        from .datasets import describe
+        from .catalog import describe
 
         return describe(dataset)
     except Exception:  # medmnist missing: the setup still says what the config says
@@ -677,13 +676,14 @@ def reproducibility_text(inp: Inputs) -> str:
         commit = val("git_commit", mono=True)
         dirty = prov.get("git_dirty")
         if dirty is True:
-            commit += " (with uncommitted changes: the commit alone does not reproduce these results)"
+            files = ", ".join(f"\\texttt{{{tex_escape(f)}}}" for f in prov.get("git_dirty_files") or [])
+            commit += (f" with uncommitted changes to {files or 'tracked files'}: "
+                       "the commit alone does not reproduce these results")
         elif dirty is False:
-            commit += " (clean working tree)"
+            commit += ", built from a clean commit (no tracked source differs from it)"
         lines += ["\\begin{itemize}\\setlength{\\itemsep}{0pt}",
                   f"\\item Code: git commit {commit}.",
-                  f"\\item Config file {val('config_file', mono=True)}, SHA-256: {val('config_sha256', mono=True)}.",
-                  f"\\item \\texttt{{dvc.lock}} SHA-256: {val('dvc_lock_sha256', mono=True)}.",
+                  f"\\item Study configuration (all values, defaults included) SHA-256: {val('config_sha256', mono=True)}.",
                   f"\\item Device: {val('device_name')}; driver {val('driver')}; CUDA {val('cuda')}.",
                   f"\\item Software: PyTorch {val('torch')}, Python {val('python')}."]
         stages = prov.get("stage_seconds") or {}
@@ -1205,9 +1205,8 @@ def limitations_text(inp: Inputs, M: Macros) -> str:
 
 # ---------------------------------------------------------------- all
 
-def write_all(config_path, aggregate_dir, figures_dir, out_dir, paper_dir=None, overrides=()) -> list[Path]:
+def write_all(cfg: dict, aggregate_dir, figures_dir, out_dir, paper_dir=None) -> list[Path]:
     """Write every generated file into ``out_dir``; return their paths."""
-    cfg = load_config(config_path, overrides)
     out_dir = Path(out_dir)
     paper_dir = Path(paper_dir) if paper_dir else out_dir.parent
     inp = Inputs(cfg, aggregate_dir, figures_dir, paper_dir)

@@ -2,9 +2,8 @@
 
 For tests and for the smoke pipeline on machines without the real data. The
 images are learnable (each class has its own brightness pattern plus noise),
-so a short training run shows a falling loss. Their md5 is not medmnist's,
-so the config must list it under ``data.checksums``; metadata then marks the
-data as not official, and the paper labels it synthetic.
+so a short training run shows a falling loss. Their md5 is not medmnist's;
+metadata marks the data as not official, and the paper labels it synthetic.
 """
 
 from __future__ import annotations
@@ -13,19 +12,18 @@ from pathlib import Path
 
 import numpy as np
 
-from . import paths
-from .datasets import describe
-from .fileio import atomic_path, md5sum
+from .catalog import describe
+from .fileio import md5sum, write_npz
 
 DEFAULT_SPLITS = {"train": 256, "val": 64, "test": 128}
 
 
-def make_synthetic_medmnist(root, dataset: str, size: int = 28, splits: dict | None = None,
-                            seed: int = 0, dest=None) -> tuple[Path, str]:
-    """Write ``root/<official name>`` (or ``dest``) and return (path, md5).
+def make_synthetic_medmnist(dataset: str, size: int, dest, splits: dict | None = None,
+                            seed: int = 0) -> tuple[Path, str]:
+    """Write a synthetic ``dataset`` file of ``size`` x ``size`` images at ``dest``; return (path, md5).
 
-    The bytes depend only on the arguments (fixed zip timestamps), so the md5
-    is stable and DVC caches the file like any other.
+    The bytes depend only on the arguments (``write_npz`` fixes the zip timestamps),
+    so the md5 is stable and DVC caches the file like any other.
     """
     desc = describe(dataset)
     c, k = desc["n_channels"], desc["n_classes"]
@@ -45,21 +43,5 @@ def make_synthetic_medmnist(root, dataset: str, size: int = 28, splits: dict | N
             img = np.stack([img, np.flip(img, axis=2), 255 - img], axis=-1)
         arrays[f"{split}_images"] = np.ascontiguousarray(img)
         arrays[f"{split}_labels"] = labels.reshape(-1, 1).astype(np.uint8)
-    path = Path(dest) if dest is not None else Path(root) / paths.official_name(dataset, size)
-    with atomic_path(path) as tmp:
-        _write_npz_reproducibly(tmp, arrays)
-    return path, md5sum(path)
-
-
-def _write_npz_reproducibly(path: Path, arrays: dict) -> None:
-    """Like np.savez_compressed, with a fixed timestamp on every member."""
-    import io
-    import zipfile
-
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name, arr in arrays.items():
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.asanyarray(arr), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(2024, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, buf.getvalue())
+    write_npz(dest, compress=True, **arrays)
+    return Path(dest), md5sum(dest)

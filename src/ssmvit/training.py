@@ -34,7 +34,8 @@ from .fastpath import FastPath, make_train_step, resolve_fast_path
 from .fileio import load_torch, md5sum, save_torch, write_csv, write_json
 from .models import INPUT_LAYOUT, build_model, count_params
 
-HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+# The run's identity leads every row, so a history file says which run it belongs to.
+HISTORY_COLUMNS = ["dataset", "resolution", "model", "seed", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
 # How often (in steps) the loss is checked for NaN/inf: each check syncs the GPU.
 FINITE_CHECK_EVERY = 50
 
@@ -143,9 +144,10 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
     """
     from tqdm import tqdm
 
-    processed_npz = processed_npz or paths.processed(dataset, res, cfg["outdir"])
-    processed_meta = processed_meta or paths.processed_meta(dataset, res, cfg["outdir"])
-    out_dir = Path(out_dir or paths.run_dir(dataset, res, model_name, seed, cfg["outdir"]))
+    where = {"dataset": dataset, "res": int(res)}
+    processed_npz = processed_npz or paths.file(cfg["outdir"], paths.PROCESSED, **where)
+    processed_meta = processed_meta or paths.file(cfg["outdir"], paths.PROCESSED_META, **where)
+    out_dir = Path(out_dir or paths.file(cfg["outdir"], paths.RUN_DIR, model=model_name, seed=int(seed), **where))
     tcfg = cfg["train"]
     if tcfg.get("threads"):
         torch.set_num_threads(int(tcfg["threads"]))
@@ -187,7 +189,7 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
 
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     history: list[dict] = []
-    best_val, start_epoch = -1.0, 0
+    best_val, start_epoch, best = -1.0, 0, None
     if last_path.exists():
         state = load_torch(last_path)
         if state.get("fingerprint") != fingerprint:
@@ -202,11 +204,12 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
             scheduler.load_state_dict(state["scheduler"])
             _set_rng_state(state["rng"], device)
             history, best_val, start_epoch = state["history"], state["best_val_acc"], state["epoch"]
+            best = state.get("best")
             print(f"resuming {out_dir} after epoch {start_epoch}")
     if fast_path.compile:
         # One inductor cache for all jobs of a study (also across SLURM nodes on a shared filesystem):
         # a shape compiled once (45-65 s for S4D) loads from it in seconds. The user's setting wins.
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str((Path(cfg["outdir"]) / ".torchinductor-cache").resolve()))
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(paths.under(cfg["outdir"], paths.COMPILE_CACHE)).resolve()))
     train_step = make_train_step(model, optimizer, fast_path, device)  # forward, loss, backward, update
     fast_path = train_step.fast_path
 
@@ -236,25 +239,29 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
         train_acc = float(correct.item() / len(train))
         val_logits, val_loss = predict(model, val, int(tcfg["eval_batch_size"]), fast_path)
         val_acc = float((val_logits.argmax(1) == val.labels.cpu().numpy()).mean())
-        row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
+        row = {"dataset": dataset, "resolution": int(res), "model": model_name, "seed": int(seed),
+               "epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
                "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
         history.append(row)
         print(f"{model_name} {dataset}-{res} s{seed} epoch {epoch + 1}/{epochs}: train loss {train_loss:.4f} "
               f"acc {train_acc:.4f} | val loss {val_loss:.4f} acc {val_acc:.4f} | {row['seconds']:.1f}s", flush=True)
         if val_acc > best_val:
             best_val = val_acc
-            save_torch(best_path, {"model": _cpu_state(model), "model_name": model_name, "settings": settings,
-                                   "n_channels": meta["n_channels"], "n_classes": meta["n_classes"],
-                                   "image_size": int(res), "epoch": epoch + 1, "val_acc": val_acc,
-                                   "fingerprint": fingerprint})
-        # Write last.pt after best.pt: a crash in between only repeats this epoch's best-save.
+            best = {"model": _cpu_state(model), "model_name": model_name, "settings": settings,
+                    "n_channels": meta["n_channels"], "n_classes": meta["n_classes"], "image_size": int(res),
+                    "epoch": epoch + 1, "val_acc": val_acc, "fingerprint": fingerprint}
+            save_torch(best_path, best)
+        # last.pt (written after best.pt) carries the best checkpoint too: Snakemake and DVC delete a
+        # job's declared outputs (best.pt) before rerunning it, and a resumed run must not lose it.
         save_torch(last_path, {"model": _cpu_state(model), "optimizer": optimizer.state_dict(),
                                "scheduler": scheduler.state_dict(), "rng": _rng_state(device),
                                "epoch": epoch + 1, "history": history, "best_val_acc": best_val,
-                               "fingerprint": fingerprint})
+                               "best": best, "fingerprint": fingerprint})
+        write_csv(out_dir / "history.csv", pd.DataFrame(history, columns=HISTORY_COLUMNS))  # a killed run keeps its curve
 
     finished = len(history) >= epochs
-    write_csv(out_dir / "history.csv", pd.DataFrame(history, columns=HISTORY_COLUMNS))
+    if best is not None and not best_path.exists():
+        save_torch(best_path, best)
     summary = {"dataset": dataset, "resolution": int(res), "model": model_name, "seed": int(seed),
                "params": count_params(model), "settings": settings, "lr": lr, "ssm_lr": ssm_lr,
                "epochs_done": len(history), "epochs": epochs, "finished": finished,

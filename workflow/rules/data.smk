@@ -1,36 +1,36 @@
-# Download (or copy from the local root, or synthesise) the official files, then preprocess.
+# Get (local root, download or synthesise) the official file a resolution is made from, then preprocess.
+
 
 rule download:
     output:
-        raw=f"{OUTP}{P.RAW}",
+        raw=out(paths.RAW),
     log:
-        f"{OUTP}logs/download/{{dataset}}_{{size}}.log",
+        log_file("download/{dataset}_{res}"),
     params:
-        cfg=CONFIG_FILE,
-        settings=lambda w: stage_settings(CFG, "download"),
+        settings=settings("data.local_root", "data.mirror_url", "data.download_timeout_s",
+                          "data.download_retries", "data.download_backoff_s", "data.checksums",
+                          "data.synthetic", "data.upsample_from.{res}"),
     resources:
         mem_mb=4000,
         runtime=60,
     shell:
-        "{PY:q} workflow/scripts/download.py --config {params.cfg:q} --dataset {wildcards.dataset:q}"
-        " --size {wildcards.size:q} --out {output.raw:q} > {log:q} 2>&1"
+        "ssmvit download --dataset {wildcards.dataset} --res {wildcards.res} --out {output.raw:q}"
+        " --settings {params.settings:q} > {log:q} 2>&1"
 
 
 rule preprocess:
     input:
-        raw=lambda w: OUTP + P.RAW.format(dataset=w.dataset, size=source_size_for(CFG, w.res)),
-        script="workflow/scripts/preprocess.py",
+        raw=rules.download.output.raw,
     output:
-        data=f"{OUTP}{P.PROCESSED}",
-        meta=f"{OUTP}{P.PROCESSED_META}",
+        data=out(paths.PROCESSED),
+        meta=out(paths.PROCESSED_META),
     log:
-        f"{OUTP}logs/preprocess/{{dataset}}_{{res}}.log",
+        log_file("preprocess/{dataset}_{res}"),
     params:
-        cfg=CONFIG_FILE,
-        settings=lambda w: stage_settings(CFG, "preprocess", res=w.res),
+        settings=settings("data.upsample_from.{res}", "data.checksums", "data.synthetic"),
     resources:
         mem_mb=8000,
         runtime=30,
     shell:
-        "{PY:q} workflow/scripts/preprocess.py --config {params.cfg:q} --dataset {wildcards.dataset:q}"
-        " --res {wildcards.res:q} --raw {input.raw:q} --out {output.data:q} --meta {output.meta:q} > {log:q} 2>&1"
+        "ssmvit preprocess --dataset {wildcards.dataset} --res {wildcards.res} --raw {input.raw:q}"
+        " --out {output.data:q} --meta {output.meta:q} --settings {params.settings:q} > {log:q} 2>&1"

@@ -1,20 +1,19 @@
 # Params, MACs (three counts), peak memory and throughput of each configuration.
 # Shapes only: no images needed, so datasets listed in study.profile_only are profiled too.
 
+
 rule profile:
-    input:
-        script="workflow/scripts/profile_model.py",
     output:
-        profile=f"{OUTP}{P.PROFILE}",
+        profile=out(paths.PROFILE),
     log:
-        f"{OUTP}logs/profile/{{dataset}}_{{res}}_{{model}}.log",
+        log_file("profile/{dataset}_{res}_{model}"),
     params:
-        cfg=CONFIG_FILE,
-        settings=lambda w: stage_settings(CFG, "profile", model=w.model),
+        settings=settings("profile", "train.batch_size", "train.weight_decay", "train.device",
+                          "train.threads", "train.fast_path", "models.{model}"),
     resources:
         gpu=1,
         mem_mb=16000,
         runtime=60,
     shell:
-        "{PY:q} workflow/scripts/profile_model.py --config {params.cfg:q} --dataset {wildcards.dataset:q}"
-        " --res {wildcards.res:q} --model {wildcards.model:q} --out {output.profile:q} > {log:q} 2>&1"
+        "ssmvit profile --dataset {wildcards.dataset} --res {wildcards.res} --model {wildcards.model}"
+        " --out {output.profile:q} --settings {params.settings:q} > {log:q} 2>&1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from ..config import KNOWN_MODELS, check_choice
+from ..catalog import check_choice
 from .s4d import S4DClassifier, S4DKernel, S4DLayer
 from .vit import ViT
 
@@ -13,7 +13,7 @@ INPUT_LAYOUT = {"vit": "image", "s4d": "sequence"}
 
 
 def build_model(name: str, n_channels: int, n_classes: int, image_size: int, **settings) -> nn.Module:
-    check_choice("model", name, KNOWN_MODELS)
+    check_choice("model", name, tuple(INPUT_LAYOUT))
     if name == "vit":
         return ViT(n_channels, n_classes, image_size, **settings)
     return S4DClassifier(n_channels, n_classes, **settings)

@@ -1,0 +1,49 @@
+# The config, validated once, and the helpers every rule file uses.
+import os
+import sys
+
+from ssmvit import paths
+from ssmvit.catalog import known_datasets
+from ssmvit.config import known_models, resolve, settings_json
+from ssmvit.errors import UserError
+
+try:
+    # One validation: the schema's defaults filled into what Snakemake merged
+    # (config.yaml or the --configfile files, stacked, then --config).
+    RESOLVED = resolve(config)
+except UserError as exc:
+    print(f"error: {exc}", file=sys.stderr)
+    sys.exit(2)
+config.clear()
+config.update(RESOLVED)
+STUDY = config["study"]
+
+
+wildcard_constraints:
+    dataset="|".join(known_datasets()),
+    res="28|64|128|224",
+    model="|".join(known_models()),
+    seed=r"\d+",
+
+
+def out(pattern):
+    """A path of ssmvit.paths inside this study's output folder."""
+    return paths.under(config["outdir"], pattern)
+
+
+def log_file(name):
+    return out(paths.LOG.format(name=name))
+
+
+def settings(*keys):
+    """The config values a job depends on, as the --settings JSON its command receives.
+
+    As a param it is also the job's rerun trigger: a job reruns exactly when
+    one of these values changes. '{model}'/'{res}' are filled from the wildcards.
+    """
+    return lambda wildcards: settings_json(config, [k.format(**dict(wildcards.items())) for k in keys])
+
+
+def run_dir(wildcards, output):
+    """The run folder of a train or evaluate job (the folder of its first output)."""
+    return os.path.dirname(output[0])
