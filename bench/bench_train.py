@@ -36,7 +36,6 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baseline_models import build_baseline  # noqa: E402
-
 from ssmvit.config import load, model_settings, resolve  # noqa: E402
 from ssmvit.fastpath import compile_model, inference_forward, make_train_step, resolve_fast_path  # noqa: E402
 from ssmvit.macs import count_macs_analytic, macs_at_batch  # noqa: E402
@@ -198,14 +197,14 @@ def bench_config(args, cfg, env, device, model_name: str, res: int, colour: str,
             model.to(device)
             optimizer = build_optimizer(model, lr, wd, ssm_lr)  # plain AdamW (foreach where torch picks it)
 
-            def train_step(x, y):
+            def train_step(x, y, model=model, optimizer=optimizer):
                 out = model(x)
                 loss = F.cross_entropy(out, y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
 
-            def infer(x):
+            def infer(x, model=model):
                 with torch.inference_mode():
                     return model(x)
 
@@ -262,7 +261,8 @@ def bench_config(args, cfg, env, device, model_name: str, res: int, colour: str,
                 if is_oom(exc):
                     status[phase].append(f"{impl} OOM")
                 elif impl == "fast" and (requested_fp.get("compile") or requested_fp.get("cuda_graphs")):
-                    status[phase].append(f"{impl} failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:80] if str(exc).strip() else ''}")
+                    first = str(exc).strip().splitlines()[0][:80] if str(exc).strip() else ""
+                    status[phase].append(f"{impl} failed: {type(exc).__name__}: {first}")
                     print(f"# {model_name} {res} {colour} {phase}: fast path failed: {exc!r}"[:400], flush=True)
                 else:
                     raise

@@ -3,8 +3,17 @@ import time
 import pytest
 import yaml
 
-from ssmvit.config import (defaults, from_settings, load, model_settings, read_yaml, resolve, schema,
-                           settings_json, subset)
+from ssmvit.config import (
+    defaults,
+    from_settings,
+    load,
+    model_settings,
+    read_yaml,
+    resolve,
+    schema,
+    settings_json,
+    subset,
+)
 from ssmvit.errors import UserError
 
 REPO_CONFIG = "config.yaml"

@@ -1,5 +1,4 @@
 import copy
-import hashlib
 import http.server
 import threading
 from pathlib import Path
@@ -8,10 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import META, PROCESSED, RAW, REAL_ORGANAMNIST, SHARED_MEDMNIST, needs_real_organamnist
+from conftest import META, PROCESSED, RAW, SHARED_MEDMNIST, needs_real_organamnist
 from ssmvit.config import resolve
-from ssmvit.datasets import (fetch_raw, load_processed, official_url_md5, preprocess, raster_scan,
-                             resize_uint8)
+from ssmvit.datasets import fetch_raw, load_processed, official_url_md5, preprocess, raster_scan, resize_uint8
 from ssmvit.errors import UserError
 from ssmvit.fileio import md5sum, write_npz
 

@@ -74,7 +74,7 @@ def test_padded_fft_convolution_equals_2L_fft_and_direct_sum(length):
     y2l = torch.fft.irfft(torch.fft.rfft(u, n=2 * length) * torch.fft.rfft(k, n=2 * length), n=2 * length)[..., :length]
     assert torch.allclose(y, y2l, atol=1e-12)
     if length == 37:  # direct causal sum
-        direct = torch.stack([(k[:, : l + 1].flip(-1) * u[..., : l + 1]).sum(-1) for l in range(length)], -1)
+        direct = torch.stack([(k[:, : i + 1].flip(-1) * u[..., : i + 1]).sum(-1) for i in range(length)], -1)
         assert torch.allclose(y, direct, atol=1e-12)
     yf = causal_fft_conv(u.float(), k.float())
     assert yf.dtype == torch.float32 and float((yf - y2l).norm() / y2l.norm()) < 1e-5
@@ -247,9 +247,8 @@ def test_compiled_blocks_train_like_the_eager_model_and_compile_once(name):
     """compile (scope blocks; S4D with the chunked convolution) trains as the plain eager step does, within
     fp32 rounding; the blocks share one graph and the smaller last batch runs eager (no recompilation).
     Run with inductor's CPU backend: the fast path itself is CUDA-only, the compiled code path is the same."""
-    from torch._dynamo.utils import counters
-
     import torch._inductor.config
+    from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
     counters.clear()

@@ -1,7 +1,6 @@
 import os
 import subprocess
 import sys
-import time
 
 from ssmvit.gpus import claim_gpu
 

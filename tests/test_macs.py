@@ -26,9 +26,19 @@ import torch
 
 from ssmvit.config import load, model_settings
 from ssmvit.datasets import describe
-from ssmvit.macs import (BATCH_INDEPENDENT, PARTS, count_macs_analytic, count_macs_flopcounter, count_macs_thop,
-                         count_mult_adds_torchinfo_rule, example_input, flopcounter_macs_by_op, macs_at_batch,
-                         rfft_flops, s4d_fft_length)
+from ssmvit.macs import (
+    BATCH_INDEPENDENT,
+    PARTS,
+    count_macs_analytic,
+    count_macs_flopcounter,
+    count_macs_thop,
+    count_mult_adds_torchinfo_rule,
+    example_input,
+    flopcounter_macs_by_op,
+    macs_at_batch,
+    rfft_flops,
+    s4d_fft_length,
+)
 from ssmvit.models import S4DKernel, build_model
 
 # d_state 6: with d_state 4 the S4D kernel bmm count would equal thop's LayerNorm count by

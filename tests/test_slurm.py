@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, REAL_ORGANAMNIST, SHARED_MEDMNIST
+from conftest import REAL_ORGANAMNIST, REPO, SHARED_MEDMNIST
 from test_pipeline import copy_repo, jobs_planned, sh, snakemake
 
 HARNESS = REPO / "tests" / "slurm"

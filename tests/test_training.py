@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import META, RAW, REAL_ORGANAMNIST, RUN, needs_real_organamnist
+from conftest import META, RAW, RUN, needs_real_organamnist
 from ssmvit.datasets import fetch_raw, preprocess
 from ssmvit.errors import UserError
 from ssmvit.evaluate import evaluate_run
@@ -42,13 +42,13 @@ def test_short_training_lowers_loss_and_writes_outputs(prepared, model):
 
 
 def test_training_is_deterministic_given_seed(prepared, tmp_path):
-    a = train_one_run(prepared, "organamnist", 28, "s4d", 3, out_dir=tmp_path / "a", progress=False)
-    b = train_one_run(prepared, "organamnist", 28, "s4d", 3, out_dir=tmp_path / "b", progress=False)
+    train_one_run(prepared, "organamnist", 28, "s4d", 3, out_dir=tmp_path / "a", progress=False)
+    train_one_run(prepared, "organamnist", 28, "s4d", 3, out_dir=tmp_path / "b", progress=False)
     wa, wb = load_torch(tmp_path / "a" / "last.pt")["model"], load_torch(tmp_path / "b" / "last.pt")["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     ha, hb = pd.read_csv(tmp_path / "a" / "history.csv"), pd.read_csv(tmp_path / "b" / "history.csv")
     assert np.array_equal(ha["val_loss"], hb["val_loss"])
-    c = train_one_run(prepared, "organamnist", 28, "s4d", 4, out_dir=tmp_path / "c", progress=False)
+    train_one_run(prepared, "organamnist", 28, "s4d", 4, out_dir=tmp_path / "c", progress=False)
     wc = load_torch(tmp_path / "c" / "last.pt")["model"]
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
 

@@ -189,12 +189,41 @@ def _int_keys(cfg: dict) -> None:
         cfg["data"]["upsample_from"] = {int(k): int(v) for k, v in cfg["data"]["upsample_from"].items()}
 
 
+_SCALAR_TYPES = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
+
+
+def _coerce(value, node: dict):
+    """Strings where the schema wants a number, boolean or null, read as YAML scalars.
+
+    Snakemake reads nested ``--config`` values with YAML's base loader, so
+    ``--config 'train={epochs: 2}'`` arrives as {'epochs': '2'}; a file's values arrive typed.
+    """
+    if isinstance(value, dict):
+        props, extra = node.get("properties", {}), node.get("additionalProperties")
+        return {k: _coerce(v, props.get(k, extra if isinstance(extra, dict) else {})) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_coerce(v, node.get("items", {})) for v in value]
+    types = node.get("type", [])
+    types = [types] if isinstance(types, str) else list(types)
+    if "enum" in node and not types:
+        types = sorted({"integer" if isinstance(e, int) else "string" for e in node["enum"]})
+    if isinstance(value, str) and "string" not in types and any(t in _SCALAR_TYPES for t in types):
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        if any(isinstance(parsed, _SCALAR_TYPES[t]) and not (t != "boolean" and isinstance(parsed, bool))
+               for t in types if t in _SCALAR_TYPES):
+            return parsed
+    return value
+
+
 def resolve(mapping: dict) -> dict:
     """``mapping`` with every default filled in, validated; one UserError line on the first problem."""
     if not isinstance(mapping, dict):
         raise UserError("a config must be a mapping of sections (data, study, train, models)")
     _check_plain(mapping, "", set())
-    cfg = merge(defaults(), mapping)
+    cfg = _coerce(merge(defaults(), mapping), schema())
     _check_schema(cfg)
     _int_keys(cfg)
     for res, src in cfg["data"]["upsample_from"].items():

@@ -10,13 +10,10 @@ appears under its final name only once its md5 is right.
 
 from __future__ import annotations
 
-import http.client
 import os
 import shutil
 import stat
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -63,80 +60,128 @@ def local_root(cfg: dict) -> Path | None:
 # (a server trickling bytes would otherwise never hit the socket timeout).
 MIN_DOWNLOAD_RATE_B_S = 1024
 MAX_BACKOFF_S = 60.0
-_RETRY_HTTP = {408, 425, 429}  # plus every 5xx; other 4xx are final (wrong URL, no access)
-
-
-def download_file(url: str, dest: Path, md5: str, timeout: float = 60.0, retries: int = 3,
-                  backoff_s: float = 1.0) -> None:
-    """Fetch ``url`` to ``dest``; the file appears under ``dest`` only with the right md5.
-
-    At most ``retries`` attempts (requests) in all, waiting backoff_s,
-    2*backoff_s, ... (each wait at most MAX_BACKOFF_S) between them. An attempt
-    fails on an HTTP error, on ``timeout`` seconds without a byte (connect or
-    read), on less than MIN_DOWNLOAD_RATE_B_S over a ``timeout`` window, on a
-    connection closed before Content-Length bytes, and on a wrong md5. A
-    4xx answer other than 408/425/429 is not retried. A failed attempt leaves
-    nothing under ``dest`` and no temporary file; so does the final error, a
-    one-line UserError naming the file, the URL and the expected md5.
-    """
-    dest = Path(dest)
-    retries = max(1, int(retries))
-    last, attempts = "no attempt made", 0
-    for attempt in range(1, retries + 1):
-        attempts = attempt
-        try:
-            with atomic_path(dest) as tmp:
-                _transfer(url, tmp, float(timeout))
-                found = md5sum(tmp)
-                if found != md5:
-                    raise _BadChecksum(f"received a file with md5 {found}")
-            return
-        except UserError:  # disk full: retrying cannot help
-            raise
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            last = f"HTTP {exc.code} {exc.reason}"
-            if not (exc.code >= 500 or exc.code in _RETRY_HTTP):
-                break
-        except _BadChecksum as exc:
-            last = str(exc)
-        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            last = f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__
-        if attempt < retries:
-            time.sleep(min(MAX_BACKOFF_S, float(backoff_s) * 2 ** (attempt - 1)))
-    raise UserError(
-        f"download of {dest} from {url} failed after {attempts} attempt{'s' if attempts > 1 else ''} ({last}); "
-        f"expected md5 {md5}. Check the network or data.mirror_url, or put the official file in the local root "
-        f"($MEDMNIST_ROOT)"
-    )
-
-
-def _transfer(url: str, tmp: Path, timeout: float) -> None:
-    """One request of ``url`` into ``tmp``; raises on a stall, a slow trickle or a short body."""
-    with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
-        length = (resp.headers.get("Content-Length") or "").strip()
-        expected = int(length) if length.isdigit() else None
-        read = getattr(resp, "read1", resp.read)
-        got, window_start, window_bytes = 0, time.monotonic(), 0
-        while True:
-            block = read(1 << 20)  # each socket read waits at most `timeout`
-            if not block:
-                break
-            out.write(block)
-            got += len(block)
-            window_bytes += len(block)
-            now = time.monotonic()
-            if now - window_start >= timeout:
-                if window_bytes < MIN_DOWNLOAD_RATE_B_S * (now - window_start):
-                    raise TimeoutError(f"transfer stalled below {MIN_DOWNLOAD_RATE_B_S} B/s after {got} bytes")
-                window_start, window_bytes = now, 0
-    if expected is not None and got != expected:
-        raise ConnectionError(f"connection dropped after {got} of {expected} bytes")
+RETRY_STATUS = (408, 425, 429, *range(500, 600))  # other 4xx are final (wrong URL, no access)
 
 
 class _BadChecksum(Exception):
     pass
+
+
+def _session(retries: int, backoff_s: float):
+    """requests with urllib3's Retry: refused connections, timeouts before an answer and 5xx/408/425/429
+    answers are retried (exponential backoff); a transfer cut off mid-body is retried by the caller."""
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    retry = Retry(total=retries - 1, connect=retries - 1, read=retries - 1, status=retries - 1, other=0,
+                  allowed_methods=frozenset({"GET"}), status_forcelist=RETRY_STATUS, backoff_factor=backoff_s,
+                  backoff_max=MAX_BACKOFF_S, raise_on_status=True, respect_retry_after_header=False)
+    session = requests.Session()
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    return session
+
+
+def download_file(url: str, dest: Path, md5: str, timeout: float = 20.0, retries: int = 3,
+                  backoff_s: float = 1.0, deadline_s: float = 3600.0) -> None:
+    """Fetch ``url`` to ``dest`` with a progress bar; the file appears under ``dest`` only with the right md5.
+
+    HTTP through ``requests``: urllib3's ``Retry`` retries a refused connection,
+    ``timeout`` seconds without an answer and 5xx/408/425/429 answers; a
+    transfer cut short (``timeout`` seconds without a byte, less than
+    MIN_DOWNLOAD_RATE_B_S over a ``timeout`` window, fewer bytes than
+    Content-Length) or a wrong md5 is retried here; ``retries`` attempts of
+    each kind, waiting backoff_s, 2*backoff_s, ... (at most MAX_BACKOFF_S)
+    between them. Nothing takes longer than ``deadline_s`` in all. A server
+    that accepts and never answers fails after about ``retries`` x ``timeout``
+    seconds. A failed attempt leaves nothing under ``dest`` and no temporary
+    file; so does the final error, one line naming the file, the URL, the
+    expected md5 and the time spent.
+    """
+    import requests
+    from tqdm import tqdm
+
+    dest, retries, t0 = Path(dest), max(1, int(retries)), time.monotonic()
+    last, attempts = "no attempt made", 0
+    with _session(retries, float(backoff_s)) as session:
+        for attempt in range(1, retries + 1):
+            left = deadline_s - (time.monotonic() - t0)
+            if left <= 0:
+                last = f"{last}; the {deadline_s:.0f} s deadline (data.download_deadline_s) was reached"
+                break
+            attempts = attempt
+            wait = min(float(timeout), left)
+            try:
+                with atomic_path(dest) as tmp:
+                    with session.get(url, stream=True, timeout=(wait, wait)) as resp:
+                        resp.raise_for_status()
+                        length = resp.headers.get("Content-Length", "")
+                        expected = int(length) if length.isdigit() else None
+                        with open(tmp, "wb") as out, tqdm(total=expected, unit="B", unit_scale=True, desc=dest.name,
+                                                          disable=None, mininterval=5.0) as bar:
+                            got = _stream(resp, out, bar, wait, t0 + deadline_s)
+                    if expected is not None and got != expected:
+                        raise ConnectionError(f"connection dropped after {got} of {expected} bytes")
+                    found = md5sum(tmp)
+                    if found != md5:
+                        raise _BadChecksum(f"received a file with md5 {found}")
+                return
+            except UserError:  # disk full: retrying cannot help
+                raise
+            except requests.exceptions.RetryError as exc:  # urllib3 retried the status already
+                last = f"HTTP {_status_of(exc)}, retried by urllib3"
+                break
+            except requests.exceptions.HTTPError as exc:  # a final 4xx
+                last = f"HTTP {exc.response.status_code} {exc.response.reason}"
+                break
+            except _BadChecksum as exc:
+                last = str(exc)
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:  # before any byte
+                text = " ".join(str(exc).split())
+                last = (f"TimeoutError: no answer within {wait:.0f} s" if "timed out" in text.lower()
+                        else f"ConnectionError: {text[:160]}")
+                if "Max retries" in text:
+                    break  # urllib3 retried the connection or the silent server already
+            except (requests.exceptions.RequestException, OSError, ValueError) as exc:
+                last = f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
+            if attempt < retries:
+                time.sleep(min(MAX_BACKOFF_S, float(backoff_s) * 2 ** (attempt - 1)))
+    raise UserError(
+        f"download of {dest} from {url} failed after {attempts} attempt{'s' if attempts > 1 else ''} "
+        f"in {time.monotonic() - t0:.0f} s ({last}); expected md5 {md5}. Check the network or data.mirror_url, "
+        "or put the official file in the local root ($MEDMNIST_ROOT)"
+    )
+
+
+def _stream(resp, out, bar, timeout: float, deadline: float) -> int:
+    """Copy the body; raise TimeoutError on a stall, a trickle or the deadline, ConnectionError on a cut."""
+    import requests
+    import urllib3
+
+    got, window_start, window_bytes = 0, time.monotonic(), 0
+    try:
+        # read1 returns what has arrived (iter_content would wait for a whole chunk, which a trickle never fills);
+        # each socket read waits at most `timeout`
+        for block in iter(lambda: resp.raw.read1(1 << 20, decode_content=True), b""):
+            out.write(block)
+            bar.update(len(block))
+            got += len(block)
+            window_bytes += len(block)
+            now = time.monotonic()
+            if now > deadline:
+                raise TimeoutError(f"deadline reached after {got} bytes")
+            if now - window_start >= timeout:
+                if window_bytes < MIN_DOWNLOAD_RATE_B_S * (now - window_start):
+                    raise TimeoutError(f"transfer stalled below {MIN_DOWNLOAD_RATE_B_S} B/s after {got} bytes")
+                window_start, window_bytes = now, 0
+    except (requests.exceptions.ConnectionError, urllib3.exceptions.HTTPError, OSError) as exc:
+        if isinstance(exc, TimeoutError) and "after" in str(exc):
+            raise
+        if "timed out" in str(exc).lower() or isinstance(exc, (TimeoutError, urllib3.exceptions.TimeoutError)):
+            raise TimeoutError(f"no byte for {timeout:.0f} s after {got} bytes") from None
+        raise ConnectionError(f"connection dropped after {got} bytes") from None
+    return got
 
 
 def fetch_raw(cfg: dict, dataset: str, res: int, dest=None) -> dict:
@@ -171,7 +216,8 @@ def fetch_raw(cfg: dict, dataset: str, res: int, dest=None) -> dict:
         url = source_url(cfg, dataset, size)
         download_file(url, dest, md5, timeout=float(cfg["data"]["download_timeout_s"]),
                       retries=int(cfg["data"]["download_retries"]),
-                      backoff_s=float(cfg["data"]["download_backoff_s"]))
+                      backoff_s=float(cfg["data"]["download_backoff_s"]),
+                      deadline_s=float(cfg["data"]["download_deadline_s"]))
         origin = url
     return {**facts, "md5": md5, "official_md5": official, "origin": origin}
 
@@ -198,7 +244,8 @@ def validate_raw(arrays: dict, dataset: str, size: int, where: str) -> None:
     for split in SPLITS:
         img, lab = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if img.ndim != 1 + len(want) or tuple(img.shape[1:]) != want:
-            raise UserError(f"{where}: {split}_images has shape {img.shape}, expected (N, {', '.join(map(str, want))}) for {dataset} at {size}x{size}")
+            raise UserError(f"{where}: {split}_images has shape {img.shape}, expected (N, {', '.join(map(str, want))}) "
+                            f"for {dataset} at {size}x{size}")
         if img.dtype != np.uint8:
             raise UserError(f"{where}: {split}_images has dtype {img.dtype}, expected uint8")
         if lab.shape not in ((img.shape[0], 1), (img.shape[0],)):
@@ -208,7 +255,8 @@ def validate_raw(arrays: dict, dataset: str, size: int, where: str) -> None:
         if img.shape[0] == 0:
             raise UserError(f"{where}: the {split} split is empty")
         if lab.min() < 0 or lab.max() >= desc["n_classes"]:
-            raise UserError(f"{where}: {split}_labels range {int(lab.min())}..{int(lab.max())} is outside 0..{desc['n_classes'] - 1} for {dataset}")
+            raise UserError(f"{where}: {split}_labels range {int(lab.min())}..{int(lab.max())} is outside "
+                            f"0..{desc['n_classes'] - 1} for {dataset}")
 
 
 def to_nchw(images: np.ndarray) -> np.ndarray:
@@ -295,13 +343,33 @@ def load_processed(npz_path, meta_path=None) -> tuple[dict, dict]:
     npz_path = Path(npz_path)
     meta_path = Path(meta_path) if meta_path else npz_path.with_suffix(".json")
     arrays = load_npz(npz_path)
+    again = "delete it and run the preprocess stage again"
     try:
         meta = json.loads(meta_path.read_text())
     except FileNotFoundError:
-        raise UserError(f"metadata {meta_path} does not exist; run the preprocess stage again")
+        raise UserError(f"metadata {meta_path} does not exist; run the preprocess stage again") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"metadata {meta_path} is not valid JSON (truncated?); {again}") from None
+    needed = ("dataset", "resolution", "n_channels", "n_classes", "split_sizes", "mean", "std")
+    if not isinstance(meta, dict) or any(k not in meta for k in needed):
+        raise UserError(f"metadata {meta_path} lacks {', '.join(k for k in needed if k not in (meta or {}))}; {again}")
+    res, c, k = int(meta["resolution"]), int(meta["n_channels"]), int(meta["n_classes"])
     for split in SPLITS:
         if f"{split}_images" not in arrays or f"{split}_labels" not in arrays:
             raise UserError(f"{npz_path} lacks the {split} split; run the preprocess stage again")
+        img, lab = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        # The file must be what its metadata says: a wrong shape or label would train silently or crash mid-run.
+        if img.dtype != np.uint8 or img.shape[1:] != (c, res, res):
+            raise UserError(f"{npz_path}: {split}_images are {img.dtype} {tuple(img.shape[1:])}, but {meta_path} says "
+                            f"uint8 ({c}, {res}, {res}); {again}")
+        if lab.shape != (img.shape[0],) or not np.issubdtype(lab.dtype, np.integer):
+            raise UserError(f"{npz_path}: {split}_labels do not match {split}_images (shape {lab.shape}); {again}")
+        if len(lab) and (lab.min() < 0 or lab.max() >= k):
+            raise UserError(f"{npz_path}: {split}_labels range {int(lab.min())}..{int(lab.max())} is outside 0..{k - 1} "
+                            f"({meta['dataset']} has {k} classes); {again}")
+        if int(meta["split_sizes"].get(split, -1)) != img.shape[0]:
+            raise UserError(f"{npz_path}: the {split} split has {img.shape[0]} images, {meta_path} says "
+                            f"{meta['split_sizes'].get(split)}; {again}")
     return arrays, meta
 
 
@@ -317,3 +385,11 @@ def raster_scan(x):
     """(B, C, H, W) -> (B, H*W, C): pixels in row-major order, row by row, left to right."""
     b, c, h, w = x.shape
     return x.reshape(b, c, h * w).transpose(1, 2)
+
+
+def _status_of(exc) -> str:
+    """The status code in urllib3's 'too many 500 error responses'."""
+    import re
+
+    m = re.search(r"too many (\d{3}) error", str(exc))
+    return m.group(1) if m else "error"

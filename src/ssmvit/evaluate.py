@@ -6,14 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from . import paths
+from .config import model_settings
 from .datasets import load_processed, subset_indices
 from .errors import UserError
 from .fileio import load_torch, write_csv, write_json, write_npz
 from .metrics import classification_metrics
-from .models import INPUT_LAYOUT, build_model
+from .models import INPUT_LAYOUT, build_model, load_weights
 from .training import DeviceData, predict, resolve_device
 
 
@@ -36,11 +36,17 @@ def evaluate_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
     arrays, meta = load_processed(processed_npz, processed_meta)
     if int(ckpt["n_classes"]) != int(meta["n_classes"]) or int(ckpt["n_channels"]) != int(meta["n_channels"]):
         raise UserError(f"checkpoint {checkpoint} does not match {processed_npz} (classes/channels differ); retrain")
+    expected = model_settings(cfg, model_name, int(meta["n_channels"]))
+    if ckpt["settings"] != expected:
+        differ = ", ".join(f"{k} {ckpt['settings'].get(k)!r} vs {expected.get(k)!r}"
+                           for k in sorted(set(expected) | set(ckpt["settings"])) if ckpt["settings"].get(k) != expected.get(k))
+        raise UserError(f"checkpoint {checkpoint} was trained with other models.{model_name} settings than this "
+                        f"config's ({differ}); retrain, or evaluate with the config it was trained with")
     idx = subset_indices(len(arrays["test_labels"]), cfg["train"]["max_eval_samples"])
     test = DeviceData(arrays["test_images"][idx], arrays["test_labels"][idx], meta["mean"], meta["std"],
                       INPUT_LAYOUT[model_name], device)
     model = build_model(model_name, ckpt["n_channels"], ckpt["n_classes"], int(res), **ckpt["settings"]).to(device)
-    model.load_state_dict(ckpt["model"])
+    load_weights(model, ckpt["model"], checkpoint)
     logits, test_loss = predict(model, test, int(cfg["train"]["eval_batch_size"]))
     labels = test.labels.cpu().numpy()
     m = classification_metrics(labels, logits, int(meta["n_classes"]), meta.get("task", "multi-class"))

@@ -36,8 +36,20 @@ from pathlib import Path
 import pandas as pd
 
 from .fileio import write_text
-from .plots import (MAC_COUNTS, batch_columns, data_facts, dataset_label, is_missing, is_oom, model_label,
-                    model_sort_key, read_csv, read_manifest, to_bool, to_float)
+from .plots import (
+    MAC_COUNTS,
+    batch_columns,
+    data_facts,
+    dataset_label,
+    is_missing,
+    is_oom,
+    model_label,
+    model_sort_key,
+    read_csv,
+    read_manifest,
+    to_bool,
+    to_float,
+)
 
 GENERATED_FILES = ("macros.tex", "accuracy_table.tex", "efficiency_table.tex", "paired_table.tex", "setup.tex",
                    "reproducibility.tex", "figures.tex", "results_text.tex", "discussion_text.tex",
@@ -463,7 +475,7 @@ def efficiency_table(inp: Inputs) -> str:
               "\\begin{tabular}{llrrrrrrr}", "\\toprule",
               "& & & \\multicolumn{3}{c}{Mult-Adds} & Peak VRAM & \\multicolumn{2}{c}{Throughput (samples/s)} \\\\",
               "\\cmidrule(lr){4-6} \\cmidrule(lr){8-9}",
-              f"Dataset & Model (Res.) & Params & thop & FlopCounter & analytic & (MB) & Train & "
+              "Dataset & Model (Res.) & Params & thop & FlopCounter & analytic & (MB) & Train & "
               "Infer. \\\\",
               "\\midrule"]
     first = True
@@ -591,7 +603,8 @@ def setup_text(inp: Inputs, M: Macros) -> str:
     po = st.get("profile_only") or []
     if po:
         text += (f" {join_words([tex_escape(dataset_label(d)) for d in po])} "
-                 f"{'is' if len(po) == 1 else 'are'} profiled from {'its' if len(po) == 1 else 'their'} image shape and number of classes only: "
+                 f"{'is' if len(po) == 1 else 'are'} profiled from {'its' if len(po) == 1 else 'their'} image shape "
+                 "and number of classes only: "
                  f"{'its' if len(po) == 1 else 'their'} images were not available (\\emph{{needs download}}), so no model is trained on "
                  f"{'it' if len(po) == 1 else 'them'}.")
     out.append(text)
@@ -734,7 +747,8 @@ def figures_tex(inp: Inputs) -> str:
             d = tex_escape(dataset_label(e["dataset"]))
             seeds = e.get("n_seeds") or {}
             nmax = max(seeds.values() or [1])
-            band = f"mean over seeds ({', '.join(f'{model_label(m)}: {n}' for m, n in sorted(seeds.items(), key=lambda x: model_sort_key(x[0])))}) with min--max band" if nmax > 1 else "one seed"
+            per_model = ", ".join(f"{model_label(m)}: {n}" for m, n in sorted(seeds.items(), key=lambda x: model_sort_key(x[0])))
+            band = f"mean over seeds ({per_model}) with min--max band" if nmax > 1 else "one seed"
             ups = [f"{res_tex(r)} upsampled from {res_tex((e.get('source_sizes') or {}).get(str(r)))}"
                    for r in e.get("upsampled", []) if (e.get("source_sizes") or {}).get(str(r))]
             cap = (f"Training curves on {d}: validation accuracy (top) and training loss (bottom) per epoch, "
@@ -806,7 +820,7 @@ def figures_tex(inp: Inputs) -> str:
         if not labels:
             return ""
         word = "Figure" if len(labels) == 1 else "Figures"
-        return f"{word}~" + join_words([f"\\ref{{{l}}}" for l in labels])
+        return f"{word}~" + join_words([f"\\ref{{{lab}}}" for lab in labels])
 
     sentences = {
         "Curves": (f"{ref_list(refs['Curves'])} show{'s' if len(refs['Curves']) == 1 else ''} the training curves."

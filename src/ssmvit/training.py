@@ -32,7 +32,7 @@ from .datasets import load_processed, raster_scan, subset_indices
 from .errors import UserError
 from .fastpath import FastPath, make_train_step, resolve_fast_path
 from .fileio import load_torch, md5sum, save_torch, write_csv, write_json
-from .models import INPUT_LAYOUT, build_model, count_params
+from .models import INPUT_LAYOUT, build_model, count_params, load_weights
 
 # The run's identity leads every row, so a history file says which run it belongs to.
 HISTORY_COLUMNS = ["dataset", "resolution", "model", "seed", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
@@ -199,7 +199,7 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
             # removed its outputs): retrain rather than hand back the old result.
             print(f"note: {last_path} holds a finished run; training again from scratch")
         else:
-            model.load_state_dict(state["model"])
+            load_weights(model, state["model"], last_path)
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             _set_rng_state(state["rng"], device)

@@ -39,7 +39,7 @@ def settings(*keys):
     """The config values a job depends on, as the --settings JSON its command receives.
 
     As a param it is also the job's rerun trigger: a job reruns exactly when
-    one of these values changes. '{model}'/'{res}' are filled from the wildcards.
+    one of these values changes. {model} and {res} in a key are filled from the wildcards.
     """
     return lambda wildcards: settings_json(config, [k.format(**dict(wildcards.items())) for k in keys])
 

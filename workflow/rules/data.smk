@@ -6,13 +6,20 @@ rule download:
         raw=out(paths.RAW),
     log:
         log_file("download/{dataset}_{res}"),
-    params:
-        settings=settings("data.local_root", "data.mirror_url", "data.download_timeout_s",
-                          "data.download_retries", "data.download_backoff_s", "data.checksums",
-                          "data.synthetic", "data.upsample_from.{res}"),
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        settings=settings(
+            "data.local_root",
+            "data.mirror_url",
+            "data.download_timeout_s",
+            "data.download_retries",
+            "data.download_backoff_s",
+            "data.checksums",
+            "data.synthetic",
+            "data.upsample_from.{res}",
+        ),
     shell:
         "ssmvit download --dataset {wildcards.dataset} --res {wildcards.res} --out {output.raw:q}"
         " --settings {params.settings:q} > {log:q} 2>&1"
@@ -26,11 +33,11 @@ rule preprocess:
         meta=out(paths.PROCESSED_META),
     log:
         log_file("preprocess/{dataset}_{res}"),
-    params:
-        settings=settings("data.upsample_from.{res}", "data.checksums", "data.synthetic"),
     resources:
         mem_mb=8000,
         runtime=30,
+    params:
+        settings=settings("data.upsample_from.{res}", "data.checksums", "data.synthetic"),
     shell:
         "ssmvit preprocess --dataset {wildcards.dataset} --res {wildcards.res} --raw {input.raw:q}"
         " --out {output.data:q} --meta {output.meta:q} --settings {params.settings:q} > {log:q} 2>&1"

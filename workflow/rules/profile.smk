@@ -7,13 +7,20 @@ rule profile:
         profile=out(paths.PROFILE),
     log:
         log_file("profile/{dataset}_{res}_{model}"),
-    params:
-        settings=settings("profile", "train.batch_size", "train.weight_decay", "train.device",
-                          "train.threads", "train.fast_path", "models.{model}"),
     resources:
         gpu=1,
         mem_mb=16000,
         runtime=60,
+    params:
+        settings=settings(
+            "profile",
+            "train.batch_size",
+            "train.weight_decay",
+            "train.device",
+            "train.threads",
+            "train.fast_path",
+            "models.{model}",
+        ),
     shell:
         "ssmvit profile --dataset {wildcards.dataset} --res {wildcards.res} --model {wildcards.model}"
         " --out {output.profile:q} --settings {params.settings:q} > {log:q} 2>&1"

@@ -12,12 +12,12 @@ rule aggregate:
         **{t.split(".")[0]: out(paths.AGGREGATE.format(table=t)) for t in paths.AGGREGATE_TABLES},
     log:
         log_file("aggregate"),
-    params:
-        settings=settings("outdir", "study"),
-        out_dir=lambda wildcards, output: os.path.dirname(output.runs),
     resources:
         mem_mb=4000,
         runtime=10,
+    params:
+        settings=settings("outdir", "study"),
+        out_dir=lambda wildcards, output: os.path.dirname(output.runs),
     shell:
         # The inputs are the study's files, which `ssmvit aggregate` reads by default (as under DVC).
         "ssmvit aggregate --out-dir {params.out_dir:q} --settings {params.settings:q} > {log:q} 2>&1"
@@ -32,12 +32,12 @@ rule plot:
         figures=report(directory(out(paths.FIGURES_DIR)), patterns=["{name}.pdf"], category="Figures"),
     log:
         log_file("plot"),
-    params:
-        settings=settings("outdir", "study"),
-        aggregate_dir=lambda wildcards, input: os.path.dirname(input.tables[0]),
     resources:
         mem_mb=4000,
         runtime=10,
+    params:
+        settings=settings("outdir", "study"),
+        aggregate_dir=lambda wildcards, input: os.path.dirname(input.tables[0]),
     shell:
         "ssmvit plot --aggregate-dir {params.aggregate_dir:q} --out-dir {output.figures:q}"
         " --settings {params.settings:q} > {log:q} 2>&1"
@@ -54,12 +54,12 @@ rule paper:
         generated=directory(out(paths.PAPER_GENERATED)),
     log:
         log_file("paper"),
-    params:
-        settings=settings("outdir", "data", "study", "train", "profile", "models"),
-        aggregate_dir=lambda wildcards, input: os.path.dirname(input.tables[0]),
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        settings=settings("outdir", "data", "study", "train", "profile", "models"),
+        aggregate_dir=lambda wildcards, input: os.path.dirname(input.tables[0]),
     shell:
         "ssmvit paper --aggregate-dir {params.aggregate_dir:q} --figures-dir {input.figures:q}"
         " --tex {input.tex:q} --bib {input.bib:q} --out {output.pdf:q}"

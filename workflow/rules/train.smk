@@ -12,14 +12,14 @@ rule train:
         summary=out(paths.TRAIN_SUMMARY),
     log:
         log_file("train/{dataset}_{res}_{model}_s{seed}"),
-    params:
-        settings=settings("outdir", "train", "models.{model}"),
-        run_dir=run_dir,
     threads: 2
     resources:
         gpu=1,
         mem_mb=16000,
         runtime=120,
+    params:
+        settings=settings("outdir", "train", "models.{model}"),
+        run_dir=run_dir,
     shell:
         "ssmvit train --dataset {wildcards.dataset} --res {wildcards.res} --model {wildcards.model}"
         " --seed {wildcards.seed} --data {input.data:q} --meta {input.meta:q} --out-dir {params.run_dir:q}"
@@ -37,13 +37,13 @@ rule evaluate:
         confusion=out(paths.CONFUSION),
     log:
         log_file("evaluate/{dataset}_{res}_{model}_s{seed}"),
-    params:
-        settings=settings("train.device", "train.eval_batch_size", "train.max_eval_samples"),
-        run_dir=run_dir,
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=30,
+    params:
+        settings=settings("train.device", "train.eval_batch_size", "train.max_eval_samples", "models.{model}"),
+        run_dir=run_dir,
     shell:
         "ssmvit evaluate --dataset {wildcards.dataset} --res {wildcards.res} --model {wildcards.model}"
         " --seed {wildcards.seed} --data {input.data:q} --meta {input.meta:q} --checkpoint {input.best:q}"
