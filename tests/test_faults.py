@@ -30,7 +30,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import META, PROCESSED, RAW, RUN, run_ssmvit
+from conftest import META, PROCESSED, RAW, REPO, RUN, run_ssmvit
 from fault_report import snapshot
 from ssmvit import datasets, fileio, training
 from ssmvit.datasets import fetch_raw, preprocess
@@ -362,7 +362,7 @@ def test_failing_download_retries_boundedly_then_stops_with_one_line(fault, tiny
     elapsed = time.monotonic() - t0
     msg = str(exc.value)
     assert srv.requests == 3  # == data.download_retries
-    if how in ("500", "stall"):  # no answer or an error answer: urllib3's Retry retried, within one attempt
+    if how == "500":  # an error answer: urllib3's Retry retried it, within one attempt
         assert "after 1 attempt " in msg and waits == [], msg
     else:  # a cut transfer or a wrong md5: this module's attempts, with doubling backoff
         assert "after 3 attempts" in msg and waits == [0.05, 0.1], msg
@@ -615,3 +615,288 @@ def test_npz_with_object_arrays_is_refused(fault, prepared, in_tmp):
     assert not marker.exists()
     assert final_files(RUN("organamnist", 28, "s4d", 0)) == []
     fault.handled("refused (allow_pickle=False); payload never ran")
+
+
+# ------------------------------------------- 7. hostile and careless input
+
+def _files(root: Path) -> dict:
+    return {str(p.relative_to(root)): md5sum(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _bomb(levels=9) -> str:
+    text = "a: &a [x, x, x, x, x, x, x, x, x]\n"
+    for p, c in zip("abcdefghij"[:levels - 1], "bcdefghijk"):
+        text += f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+    return "train:\n  epochs: 1\n" + "models:\n  vit:\n    lr: 0.001\n" + text.replace("\n", "\n") + \
+        "study:\n  seeds: *i\n"
+
+
+# (label, how to set up the working folder -> extra arguments, the stage's arguments, the one line's needle)
+HOSTILE = [
+    ("config: YAML bomb (anchors and aliases) as a study file",
+     lambda d: ["--config", _write(d / "bomb.yaml", _bomb())], ["train", *TRAIN_ARGS], "YAML alias"),
+    ("config: YTE templating in a study file",
+     lambda d: ["--config", _write(d / "yte.yaml", "__use_yte__: true\ntrain:\n  epochs: ?1+1\n")],
+     ["train", *TRAIN_ARGS], "YTE templating"),
+    ("config: --set value that is not YAML", lambda d: [], ["train", *TRAIN_ARGS, "--set", "train.epochs=[1"],
+     "is not valid YAML"),
+    ("config: --set with a !!python tag", lambda d: [],
+     ["train", *TRAIN_ARGS, "--set", "train.epochs=!!python/object/apply:os.system [ls]"], "is not valid YAML"),
+    ("config: NaN learning rate", lambda d: [], ["train", *TRAIN_ARGS, "--set", "models.s4d.lr=.nan"],
+     "is not a finite number"),
+    ("config: NaN weight decay", lambda d: [], ["train", *TRAIN_ARGS, "--set", "train.weight_decay=.nan"],
+     "is not a finite number"),
+    ("config: NaN dropout", lambda d: [], ["train", *TRAIN_ARGS, "--set", "models.s4d.dropout=.nan"],
+     "is not a finite number"),
+    ("config: the config path is a directory", lambda d: ["--config", d], ["train", *TRAIN_ARGS], "is not a regular file"),
+    ("config: the config file is not UTF-8", lambda d: ["--config", _latin1(d)], ["train", *TRAIN_ARGS], "is not UTF-8"),
+    ("run: negative seed", lambda d: [], ["train", *TRAIN_ARGS, "--seed", "-1"], "--seed -1 is negative"),
+    ("run: model sizes no machine can allocate", lambda d: [],
+     ["train", *TRAIN_ARGS, "--set", "models.s4d.d_model_grayscale=100000000000"], "need more memory"),
+    ("bundle: the tarball does not exist", lambda d: [], ["bundle", "unpack", "missing.tgz"], "does not exist"),
+    ("bundle: the tarball is not gzip", lambda d: _plain_bundle(d), ["bundle", "unpack", "plain.tgz"],
+     "is not a complete gzip tarball"),
+    ("bundle: the tarball is truncated", lambda d: _truncated_bundle(d), ["bundle", "unpack", "cut.tgz"],
+     "is not a complete gzip tarball"),
+]
+
+
+def _latin1(d: Path) -> Path:
+    p = d / "latin1.yaml"
+    p.write_bytes("outdir: caf\xe9\n".encode("latin-1"))
+    return p
+
+
+def _plain_bundle(d: Path) -> list:
+    (d / "plain.tgz").write_text("just text\n")
+    return []
+
+
+def _truncated_bundle(d: Path) -> list:
+    import tarfile
+
+    (d / "results/runs/x").mkdir(parents=True, exist_ok=True)
+    (d / "results/runs/x/metrics.json").write_bytes(os.urandom(200_000))
+    with tarfile.open(d / "whole.tgz", "w:gz") as tar:
+        tar.add(d / "results", arcname="results")
+    data = (d / "whole.tgz").read_bytes()
+    (d / "cut.tgz").write_bytes(data[: len(data) // 2])
+    shutil.rmtree(d / "results")
+    (d / "whole.tgz").unlink()
+    return []
+
+
+@pytest.mark.parametrize("label, setup, args, needle", HOSTILE, ids=[h[0].split(": ", 1)[1][:40] for h in HOSTILE])
+def test_hostile_input_is_one_line_and_changes_nothing(fault, prepared, in_tmp, label, setup, args, needle):
+    fault.describe(label)
+    _, cfg_file = prepared
+    extra = [str(a) for a in setup(in_tmp)]
+    before = _files(in_tmp)
+    t0 = time.monotonic()
+    r = run_ssmvit(*args, *(extra or ["--config", cfg_file]), cwd=in_tmp, timeout=120)
+    elapsed = time.monotonic() - t0
+    assert r.returncode == 2, r.stdout + r.stderr
+    line = one_error_line(r.stderr)
+    assert needle in line, line
+    assert fault.lost(sum(1 for k, v in before.items() if _files(in_tmp).get(k) != v)) == 0
+    assert set(_files(in_tmp)) == set(before), "the command wrote files"
+    assert elapsed < 60, elapsed
+    fault.handled(f"exit 2 in {elapsed:.1f} s, one line; nothing written")
+
+
+def test_yaml_bomb_through_snakemake_is_one_line(fault, tmp_path):
+    fault.describe("config: YAML bomb passed to Snakemake with --configfile")
+    bomb = _write(tmp_path / "bomb.yaml", _bomb())
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(bomb)],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
+    assert r.returncode != 0 and len(errors) == 1 and "repeats another node" in errors[0], r.stderr[-2000:]
+    fault.handled(f"refused in {time.monotonic() - t0:.1f} s before any job")
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "symlink to /dev/zero"])
+def test_local_root_entry_that_is_not_a_regular_file_is_refused(fault, tiny_cfg, in_tmp, kind):
+    fault.describe(f"data: the local root's organamnist.npz is a {kind}")
+    root = in_tmp / "odd_root"
+    root.mkdir()
+    entry = root / "organamnist.npz"
+    if kind == "directory":
+        entry.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(entry)
+    else:
+        entry.symlink_to("/dev/zero")
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg["data"]["local_root"] = str(root)
+    t0 = time.monotonic()
+    with pytest.raises(UserError, match="is not a regular file"):
+        fetch_raw(cfg, "organamnist", 28)
+    assert time.monotonic() - t0 < 5 and not RAW("organamnist", 28).exists()
+    fault.handled("refused at once, nothing copied")
+
+
+def test_download_from_a_silent_server_ends_at_the_deadline(fault, tiny_cfg, in_tmp, fault_server):
+    fault.describe("download: server accepts and never answers, many retries allowed (deadline)")
+    srv = fault_server(b"", ["stall"])
+    cfg = _download_cfg(tiny_cfg, srv.url, retries=20, timeout=0.5, backoff=0.01)
+    cfg["data"]["download_deadline_s"] = 2.0
+    t0 = time.monotonic()
+    with pytest.raises(UserError) as exc:
+        fetch_raw(cfg, "bloodmnist", 28)
+    elapsed = time.monotonic() - t0
+    assert "data.download_deadline_s" in str(exc.value) or "deadline" in str(exc.value), str(exc.value)
+    assert elapsed < 2.0 + 2 * 0.5 + 1.0 and temp_leftovers(RAW("bloodmnist", 28).parent) == []
+    fault.handled(f"gave up after {elapsed:.1f} s (deadline 2 s)")
+
+
+def _bundle(d: Path, files: dict) -> Path:
+    """A tarball of ``files`` (name under results/ -> bytes), as `ssmvit bundle pack` lays them out."""
+    import io
+    import tarfile
+
+    path = d / "bundle.tgz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture
+def unpacked_study(tiny_cfg, in_tmp):
+    """A study folder that already holds one result, and the config that names it."""
+    cfg = copy.deepcopy(tiny_cfg)
+    kept = in_tmp / "results/runs/organamnist_28_s4d_s0/metrics.json"
+    kept.parent.mkdir(parents=True)
+    kept.write_text('{"acc": 0.5}\n')
+    return cfg, kept
+
+
+@pytest.mark.parametrize("case", ["one file too big", "too many files", "disk full halfway"])
+def test_bundle_unpack_checks_everything_before_it_replaces_a_file(fault, unpacked_study, in_tmp, monkeypatch, case):
+    from ssmvit import bundle
+
+    fault.describe(f"bundle: {case}")
+    cfg, kept = unpacked_study
+    snap = snapshot(kept)
+    name = "results/runs/organamnist_28_s4d_s0/metrics.json"
+    if case == "one file too big":  # a small tarball that expands to one huge file
+        monkeypatch.setattr(bundle, "MAX_FILE_BYTES", 100_000)
+        tarball, needle = _bundle(in_tmp, {name: bytes(1_000_000)}), "over the 100,000-byte limit"
+        assert tarball.stat().st_size < 10_000
+    elif case == "too many files":
+        monkeypatch.setattr(bundle, "MAX_FILES", 50)
+        tarball = _bundle(in_tmp, {f"results/junk/{i}.json": b"{}" for i in range(60)} | {name: b"{}"})
+        needle = "over the limits (50 files"
+    else:  # ENOSPC while staging the second file: the first must not have replaced anything yet
+        tarball = _bundle(in_tmp, {"results/profile/a.json": b"{}" * 1000, name: b'{"acc": 0.9}'})
+        real, calls = shutil.copyfileobj, []
+
+        def full_disk(src, dst, length=0):
+            calls.append(1)
+            if len(calls) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(src, dst, length)
+
+        monkeypatch.setattr(shutil, "copyfileobj", full_disk)
+        needle = "disk full while unpacking"
+    with pytest.raises(UserError) as exc:
+        bundle.unpack(cfg, tarball)
+    assert needle in str(exc.value) and "\n" not in str(exc.value), str(exc.value)
+    assert fault.kept(snap) == 0
+    assert not (in_tmp / "results/profile/a.json").exists() and not (in_tmp / "results/junk").exists()
+    assert not [p for p in in_tmp.iterdir() if p.name.startswith(".bundle-")]  # no staging folder left
+    fault.handled("one line; the existing result untouched; nothing staged left behind")
+
+
+def test_evaluate_refuses_a_checkpoint_of_other_model_settings(fault, prepared, in_tmp):
+    fault.describe("evaluate: best.pt trained with other model settings than the config's")
+    cfg, cfg_file = prepared
+    other = copy.deepcopy(cfg)
+    other["models"]["s4d"]["d_model_grayscale"] = 8
+    train_one_run(other, "organamnist", 28, "s4d", 0, progress=False)
+    run = RUN("organamnist", 28, "s4d", 0)
+    snap = snapshot(*final_files(run))
+    r = run_ssmvit("evaluate", "--config", cfg_file, "--model", "s4d", "--dataset", "organamnist", "--res", "28",
+                   cwd=in_tmp)
+    assert r.returncode == 2
+    line = one_error_line(r.stderr)
+    assert "trained with other models.s4d settings" in line and "d_model 8 vs 16" in line, line
+    assert fault.kept(snap) == 0 and not (run / "metrics.json").exists()
+    fault.handled("refused with the differing setting named; no metrics written")
+
+
+@pytest.mark.parametrize("damage", ["truncated metadata JSON", "labels out of range", "20x28 images under the 28 name",
+                                    "weights that do not fit the settings"])
+def test_damaged_pipeline_files_are_one_line_not_a_traceback(fault, prepared, in_tmp, damage):
+    fault.describe(f"files: {damage}")
+    cfg, cfg_file = prepared
+    data, meta = PROCESSED("organamnist", 28), META("organamnist", 28)
+    args = ["train", *TRAIN_ARGS]
+    if damage == "truncated metadata JSON":
+        meta.write_text(meta.read_text()[:40])
+        needle = "is not valid JSON"
+    elif damage in ("labels out of range", "20x28 images under the 28 name"):
+        arrays = load_npz(data)
+        if damage == "labels out of range":
+            arrays["train_labels"][0] = 11
+            needle = "is outside 0..10"
+        else:
+            arrays["train_images"] = arrays["train_images"][:, :, :20, :]
+            needle = "(1, 20, 28), but"
+        write_npz(data, **arrays)
+    else:
+        train_one_run(cfg, "organamnist", 28, "s4d", 0, progress=False)
+        run = RUN("organamnist", 28, "s4d", 0)
+        best = load_torch(run / "best.pt")
+        best["model"] = {k: v[..., :1] if v.ndim else v for k, v in best["model"].items()}
+        save_torch(run / "best.pt", best)
+        args = ["evaluate", *TRAIN_ARGS[:-1]]
+        needle = "do not fit the model"
+    r = run_ssmvit(*args, "--config", cfg_file, cwd=in_tmp)
+    assert r.returncode == 2, r.stderr[-2000:]
+    line = one_error_line(r.stderr)
+    assert needle in line, line
+    assert "metrics.json" not in [p.name for p in final_files(RUN("organamnist", 28, "s4d", 0))]
+    fault.handled("exit 2, one line naming the file and the fix")
+
+
+def test_single_stage_commands_use_the_study_folder(fault, tiny_cfg, in_tmp):
+    fault.describe("stages: single-stage defaults follow the config's outdir")
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg["outdir"] = "elsewhere"
+    cfg_file = _write(in_tmp / "study.yaml", yaml.safe_dump(cfg))
+    for args in (["download", "--dataset", "organamnist", "--res", "28"],
+                 ["preprocess", "--dataset", "organamnist", "--res", "28"],
+                 ["train", *TRAIN_ARGS, "--data", "elsewhere/data/processed/organamnist_28.npz",
+                  "--out-dir", "elsewhere/results/runs/x"]):
+        r = run_ssmvit(*args, "--config", cfg_file, cwd=in_tmp)
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert (in_tmp / "elsewhere/data/raw/organamnist_for_28.npz").exists()  # preprocess found the raw file there
+    assert (in_tmp / "elsewhere/results/runs/x/train_summary.json").exists()  # train found the metadata beside --data
+    assert not (in_tmp / "data").exists()
+    fault.handled("download, preprocess and train read and wrote inside outdir")
+
+
+def test_set_replaces_a_mapping(fault, in_tmp):
+    from ssmvit.config import load
+
+    fault.describe("config: --set on a mapping replaces it (data.upsample_from={})")
+    assert load([REPO / "config/smoke.yaml"])["data"]["upsample_from"] == {64: 28}
+    assert load([REPO / "config/smoke.yaml"], ["data.upsample_from={}"])["data"]["upsample_from"] == {}
+    assert load([REPO / "config/smoke.yaml"], ["data.upsample_from={128: 28}"])["data"]["upsample_from"] == {128: 28}
+    fault.handled("emptied and replaced, not merged")
+
+
+def test_an_undefined_auc_is_written_as_json_null(fault, in_tmp):
+    fault.describe("results: NaN (an undefined AUC) in a JSON result")
+    write_json(in_tmp / "m.json", {"auc": float("nan"), "acc": 0.5, "per_class": [1.0, float("inf")]})
+    assert json.loads((in_tmp / "m.json").read_text()) == {"auc": None, "acc": 0.5, "per_class": [1.0, None]}
+    fault.handled("strict JSON: NaN and inf become null")

@@ -68,13 +68,13 @@ class _BadChecksum(Exception):
 
 
 def _session(retries: int, backoff_s: float):
-    """requests with urllib3's Retry: refused connections, timeouts before an answer and 5xx/408/425/429
-    answers are retried (exponential backoff); a transfer cut off mid-body is retried by the caller."""
+    """requests with urllib3's Retry: refused connections and 5xx/408/425/429 answers are retried (exponential
+    backoff); a silent server and a transfer cut off mid-body are retried by the caller, which keeps the deadline."""
     import requests
     from requests.adapters import HTTPAdapter
     from urllib3.util.retry import Retry
 
-    retry = Retry(total=retries - 1, connect=retries - 1, read=retries - 1, status=retries - 1, other=0,
+    retry = Retry(total=retries - 1, connect=retries - 1, read=0, status=retries - 1, other=0,
                   allowed_methods=frozenset({"GET"}), status_forcelist=RETRY_STATUS, backoff_factor=backoff_s,
                   backoff_max=MAX_BACKOFF_S, raise_on_status=True, respect_retry_after_header=False)
     session = requests.Session()
@@ -87,8 +87,8 @@ def download_file(url: str, dest: Path, md5: str, timeout: float = 20.0, retries
                   backoff_s: float = 1.0, deadline_s: float = 3600.0) -> None:
     """Fetch ``url`` to ``dest`` with a progress bar; the file appears under ``dest`` only with the right md5.
 
-    HTTP through ``requests``: urllib3's ``Retry`` retries a refused connection,
-    ``timeout`` seconds without an answer and 5xx/408/425/429 answers; a
+    HTTP through ``requests``: urllib3's ``Retry`` retries a refused connection
+    and 5xx/408/425/429 answers; ``timeout`` seconds without an answer, a
     transfer cut short (``timeout`` seconds without a byte, less than
     MIN_DOWNLOAD_RATE_B_S over a ``timeout`` window, fewer bytes than
     Content-Length) or a wrong md5 is retried here; ``retries`` attempts of
@@ -139,10 +139,10 @@ def download_file(url: str, dest: Path, md5: str, timeout: float = 20.0, retries
                 last = str(exc)
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:  # before any byte
                 text = " ".join(str(exc).split())
-                last = (f"TimeoutError: no answer within {wait:.0f} s" if "timed out" in text.lower()
-                        else f"ConnectionError: {text[:160]}")
-                if "Max retries" in text:
-                    break  # urllib3 retried the connection or the silent server already
+                silent = "read timed out" in text.lower()
+                last = f"TimeoutError: no answer within {wait:g} s" if silent else f"ConnectionError: {text[:160]}"
+                if "Max retries" in text and not silent:
+                    break  # urllib3 retried the connection already
             except (requests.exceptions.RequestException, OSError, ValueError) as exc:
                 last = f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
             if attempt < retries:
