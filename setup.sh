@@ -1,30 +1,45 @@
 #!/usr/bin/env bash
-# Install everything the pipeline and its tests need, on a fresh Debian/Ubuntu
-# machine with Python >= 3.10. Safe to rerun: it installs only what is missing.
-#   PYTHON=python3.11 bash setup.sh     # another interpreter (or activate a venv first)
-#   SKIP_TEX=1 bash setup.sh            # no LaTeX (a GPU box that only trains)
+# Install everything the pipeline and its tests need, with Python >= 3.10. Safe to rerun.
+#   bash setup.sh && source .venv/bin/activate   # a virtual environment .venv/ in this checkout
+#   (in an active venv or conda environment)     # installs into that one instead
+#   PYTHON=python3.11 bash setup.sh              # another interpreter for .venv/
+#   SKIP_TEX=1 bash setup.sh                     # no LaTeX (a GPU box that only trains)
+#
+# The torch story: pyproject.toml accepts any torch >= 2.1, so an environment keeps the build it
+# has (install your CUDA build into it first on a GPU machine). Only where torch is missing does
+# this script install the version the project is tested with (TORCH_VERSION, default 2.13.0: the
+# CPU build on this project's machines). Every later install is constrained to the torch that is
+# there, so no dependency can replace it (medmnist's torchvision resolves to the matching release).
 set -euo pipefail
 cd "$(dirname "$0")"
-PY=${PYTHON:-python3}
+if [ -n "${VIRTUAL_ENV:-}${CONDA_PREFIX:-}" ]; then
+    PY=python3
+else  # a venv of our own: nothing the machine already has (and its pins) is touched
+    [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
+    PY=.venv/bin/python
+fi
 pip_install() { "$PY" -m pip install -q --disable-pip-version-check "$@"; }
 
-# torch first and pinned: an unpinned torch pulled in by another package would
-# fetch a multi-GB CUDA build. 2.13.0 is the CPU build on this project's machines;
-# on a GPU machine install your CUDA build of torch before running this script.
 if ! "$PY" -c "import torch" 2>/dev/null; then
     pip_install "torch==${TORCH_VERSION:-2.13.0}"
 fi
-# medmnist without its dependencies: its torchvision pin cannot import beside a
-# local CPU torch ('operator torchvision::nms does not exist'), and we only use
-# medmnist.info and medmnist.evaluator, which need no torchvision.
-pip_install --no-deps "medmnist==3.0.2"
-pip_install -e ".[dev,workflow]"
+constraints=$(mktemp)
+trap 'rm -f "$constraints"' EXIT
+"$PY" -c "import torch; print('torch==' + torch.__version__)" > "$constraints"
+pip_install -c "$constraints" -e ".[dev,workflow]"
+"$PY" -m pip check --disable-pip-version-check
 
 if [ "${SKIP_TEX:-0}" != 1 ] && ! command -v latexmk >/dev/null; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-        latexmk texlive-latex-base texlive-latex-recommended texlive-latex-extra \
-        texlive-fonts-recommended poppler-utils >/dev/null
+    if command -v apt-get >/dev/null && { [ -z "$SUDO" ] || sudo -n true 2>/dev/null; }; then
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+            latexmk texlive-latex-base texlive-latex-recommended texlive-latex-extra \
+            texlive-fonts-recommended poppler-utils >/dev/null
+    else
+        echo "note: no LaTeX here and no apt-get with root to install it; the paper stage needs latexmk and pdflatex" \
+             "(TeX Live: your package manager, or https://tug.org/texlive/), or rerun with SKIP_TEX=1 to skip this check"
+    fi
 fi
 echo "setup done: $("$PY" -c 'import torch, ssmvit; print("torch", torch.__version__, "| ssmvit", ssmvit.__version__)')"
+[ -n "${VIRTUAL_ENV:-}${CONDA_PREFIX:-}" ] || echo "activate it: source .venv/bin/activate"

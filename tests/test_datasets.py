@@ -206,3 +206,38 @@ def test_real_organamnist_is_official_and_preprocesses(in_tmp, monkeypatch):
     assert meta["split_sizes"] == {"train": 34561, "val": 6491, "test": 17778}
     assert meta["n_classes"] == 11 and meta["official_md5"] is True
     assert 0.3 < meta["mean"][0] < 0.6
+
+
+def test_every_2d_single_label_medmnist_dataset_is_known_at_every_size():
+    from ssmvit.catalog import SIZES, check_dataset, describe, known_datasets
+
+    names = known_datasets()
+    assert {"organamnist", "organcmnist", "organsmnist", "dermamnist", "pathmnist", "bloodmnist"} <= set(names)
+    assert "chestmnist" not in names and not any(n.endswith("3d") for n in names)
+    for name in names:
+        d = describe(name)
+        assert d["n_classes"] >= 2 and d["n_channels"] in (1, 3) and d["title"].lower() == name
+        for size in SIZES:
+            url, md5 = official_url_md5(name, size)
+            assert url.startswith("https://") and len(md5) == 32
+    with pytest.raises(UserError, match="chestmnist is multi-label, binary-class .* single-label classifiers"):
+        check_dataset("chestmnist")
+    with pytest.raises(UserError, match="did you mean 'organamnist'"):
+        check_dataset("organmnist")
+
+
+def test_upsampled_labels_for_any_dataset(tiny_cfg, in_tmp, tmp_path):
+    """organcmnist (not one of the study's) at 64 made from its 28 file: preprocessed and labelled as upsampled."""
+    from ssmvit.catalog import official_name
+    from ssmvit.plots import dataset_label, res_label
+    from ssmvit.synthetic import make_synthetic_medmnist
+
+    root = tmp_path / "root_c"
+    _, md5 = make_synthetic_medmnist("organcmnist", 28, root / official_name("organcmnist", 28))
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg["data"].update(local_root=str(root), checksums={"organcmnist.npz": md5}, upsample_from={64: 28})
+    fetch_raw(cfg, "organcmnist", 64)
+    meta = preprocess(cfg, "organcmnist", 64)
+    assert meta["upsampled"] and meta["source_size"] == 28 and meta["title"] == "OrganCMNIST"
+    assert dataset_label("organcmnist") == "OrganCMNIST"
+    assert "upsampled from 28" in res_label(64, {"upsampled": True, "source_size": 28})

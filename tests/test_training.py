@@ -136,3 +136,20 @@ def test_real_organamnist_short_run_learns(in_tmp, monkeypatch):
     train_one_run(cfg, "organamnist", 28, "vit", 0, progress=False)
     m = evaluate_run(cfg, "organamnist", 28, "vit", 0)
     assert m["n_test"] == 512 and m["acc"] > 1 / 11 + 0.05  # better than chance after one short epoch
+
+
+def test_a_slow_cpu_epoch_is_announced_up_front_and_epochs_say_what_is_left(prepared, monkeypatch, capsys):
+    from ssmvit import training
+
+    monkeypatch.setattr(training, "PACE_STEPS", 2)
+    monkeypatch.setattr(training, "SLOW_EPOCH_S", 0.0)  # any epoch counts as slow here
+    train_one_run(prepared, "organamnist", 28, "s4d", 0, progress=False)
+    out = capsys.readouterr().out.splitlines()
+    warning = [ln for ln in out if ln.startswith("warning: training on the CPU: about")]
+    assert len(warning) == 1 and "per epoch" in warning[0] and "at the pace of the first 2 steps" in warning[0]
+    assert out.index(warning[0]) < next(i for i, ln in enumerate(out) if "epoch 1 of 2" in ln)  # before epoch 1 ends
+    assert "left" in next(ln for ln in out if "epoch 1 of 2" in ln)
+    assert "left" not in next(ln for ln in out if "epoch 2 of 2" in ln)
+    monkeypatch.setattr(training, "SLOW_EPOCH_S", 1e9)
+    train_one_run(prepared, "organamnist", 28, "s4d", 1, progress=False)
+    assert "warning" not in capsys.readouterr().out

@@ -12,4 +12,4 @@ One module per concern:
   evaluate  test-split evaluation of a trained run
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

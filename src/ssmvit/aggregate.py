@@ -107,6 +107,16 @@ def accuracy_table(runs: pd.DataFrame, profile_only=(), resolutions=(), models=(
     return pd.DataFrame(rows)
 
 
+def summary_metrics(accuracy: pd.DataFrame) -> dict:
+    """Test ACC, AUC and macro-F1 (mean over seeds) per dataset, resolution and model: the one metric set
+    `dvc metrics show` and `dvc exp show` print for the study."""
+    out: dict = {}
+    for r in accuracy[accuracy["status"] == "ok"].itertuples():
+        out.setdefault(r.dataset, {}).setdefault(str(int(r.resolution)), {})[r.model] = {
+            "acc": float(r.acc_mean), "auc": float(r.auc_mean), "f1": float(r.f1_mean), "seeds": int(r.n_seeds)}
+    return out
+
+
 def collect_histories(history_files) -> pd.DataFrame:
     """All training curves, long format (each history row names its run)."""
     frames = [pd.read_csv(p) for p in history_files]

@@ -260,7 +260,9 @@ def do_aggregate(cfg, args) -> None:
     runs = aggregate.collect_runs(files["metrics"], files["summaries"])
     st = cfg["study"]
     write_csv(out / "runs.csv", runs)
-    write_csv(out / "accuracy.csv", aggregate.accuracy_table(runs, st["profile_only"], st["resolutions"], st["models"]))
+    accuracy = aggregate.accuracy_table(runs, st["profile_only"], st["resolutions"], st["models"])
+    write_csv(out / "accuracy.csv", accuracy)
+    write_json(out / "summary.json", aggregate.summary_metrics(accuracy))
     write_csv(out / "histories.csv", aggregate.collect_histories(files["histories"]))
     write_csv(out / "paired.csv", aggregate.paired_comparison(files["logits"]))
     write_csv(out / "efficiency.csv", aggregate.efficiency_table(files["profiles"]))

@@ -11,7 +11,7 @@ from . import paths
 from .config import model_settings
 from .datasets import load_processed, subset_indices
 from .errors import UserError
-from .fileio import load_torch, write_csv, write_json, write_npz
+from .fileio import atomic_dir, load_torch, write_csv, write_json, write_npz
 from .metrics import classification_metrics
 from .models import INPUT_LAYOUT, build_model, load_weights
 from .training import DeviceData, predict, resolve_device
@@ -47,6 +47,7 @@ def evaluate_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
                       INPUT_LAYOUT[model_name], device)
     model = build_model(model_name, ckpt["n_channels"], ckpt["n_classes"], int(res), **ckpt["settings"]).to(device)
     load_weights(model, ckpt["model"], checkpoint)
+    print(f"evaluating {checkpoint} (epoch {ckpt.get('epoch', '?')}) on {len(test)} test images on {device}", flush=True)
     logits, test_loss = predict(model, test, int(cfg["train"]["eval_batch_size"]))
     labels = test.labels.cpu().numpy()
     m = classification_metrics(labels, logits, int(meta["n_classes"]), meta.get("task", "multi-class"))
@@ -62,4 +63,16 @@ def evaluate_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
               model=np.array(model_name), seed=np.array(int(seed)))  # the run's identity travels with its logits
     write_csv(out_dir / "confusion_matrix.csv", cm)
     write_json(out_dir / "metrics.json", result)
+    write_live_test(out_dir / "live" / "test", result)
     return result
+
+
+def write_live_test(folder: Path, result: dict) -> None:
+    """The run's test metrics as a dvclive summary (beside the training log in live/train)."""
+    from dvclive import Live
+
+    with atomic_dir(folder) as tmp, Live(dir=str(tmp), save_dvc_exp=False, dvcyaml=None, report=None) as live:
+        for name in ("acc", "auc", "macro_f1", "test_loss"):
+            value = result.get(name)
+            if value is not None and value == value:  # an undefined AUC (NaN) is left out
+                live.log_metric(f"test/{name.removeprefix('test_')}", float(value), plot=False)

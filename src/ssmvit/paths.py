@@ -24,17 +24,22 @@ TRAIN_SUMMARY = RUN_DIR + "/train_summary.json"
 METRICS = RUN_DIR + "/metrics.json"
 TEST_LOGITS = RUN_DIR + "/test_logits.npz"
 CONFUSION = RUN_DIR + "/confusion_matrix.csv"
+# dvclive logs (for `dvc plots`, `dvc exp show`, DVC's VS Code extension): per epoch while training, the test metrics after.
+LIVE_TRAIN = RUN_DIR + "/live/train"
+LIVE_TEST = RUN_DIR + "/live/test"
 PROFILE = "results/profile/{dataset}_{res}_{model}.json"
 AGGREGATE = "results/aggregate/{table}"
 FIGURES_DIR = "results/figures"
 PAPER_GENERATED = "paper/generated"
 PAPER_PDF = "paper/main.pdf"
 LOG = "logs/{name}.log"
+BENCHMARK = "benchmarks/{name}.tsv"  # Snakemake's per-job seconds and memory (GPU rules)
 COMPILE_CACHE = ".torchinductor-cache"
 
 # The small per-run and per-profile results (no checkpoints, no data): what a results bundle carries.
 SMALL_RESULTS = (METRICS, TRAIN_SUMMARY, HISTORY, TEST_LOGITS, CONFUSION, PROFILE)
-AGGREGATE_TABLES = ("runs.csv", "accuracy.csv", "histories.csv", "paired.csv", "efficiency.csv", "provenance.json")
+AGGREGATE_TABLES = (
+    "runs.csv", "accuracy.csv", "histories.csv", "paired.csv", "efficiency.csv", "provenance.json", "summary.json")
 
 
 def under(outdir: str, pattern: str) -> str:

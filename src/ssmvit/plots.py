@@ -34,8 +34,6 @@ import pandas as pd
 
 from .fileio import atomic_path, write_json
 
-DATASET_LABELS = {"organamnist": "OrganAMNIST", "dermamnist": "DermaMNIST", "pathmnist": "PathMNIST",
-                  "bloodmnist": "BloodMNIST"}
 MODEL_LABELS = {"vit": "ViT", "s4d": "S4D"}
 MODEL_ORDER = ["vit", "s4d"]
 MODEL_COLORS = {"vit": "#1f77b4", "s4d": "#d62728"}
@@ -64,7 +62,13 @@ def confusion_name(dataset: str, res: int) -> str:
 # ---------------------------------------------------------------- reading helpers
 
 def dataset_label(name: str) -> str:
-    return DATASET_LABELS.get(str(name), str(name))
+    """MedMNIST's own spelling (medmnist.INFO's class name: OrganAMNIST), else the name as given."""
+    try:
+        from .catalog import describe
+
+        return describe(str(name))["title"]
+    except Exception:  # noqa: BLE001  a name outside the catalogue (a test's) is shown as it is
+        return str(name)
 
 
 def model_label(name: str) -> str:

@@ -385,6 +385,8 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
 
     torch.manual_seed(seed)
     model = build_model(model_name, n_channels, n_classes, int(res), **settings)
+    print(f"profiling {model_name} on {dataset}-shaped inputs ({n_channels}x{res}x{res}, {n_classes} classes) on {dev}: "
+          "counting MACs three ways", flush=True)
     example = example_input(model_name, n_channels, res, 1, "cpu", torch.Generator().manual_seed(seed))
     analytic = count_macs_analytic(model_name, n_channels, n_classes, res, settings)
     macs = {"batch": 1, "thop": count_macs_thop(model, example),
@@ -408,6 +410,7 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
              "bf16_note": None if bf16_ok else ("bf16 autocast is measured on CUDA only" if dev.type != "cuda"
                                                 else "this GPU does not support bf16")}
     for precision in precisions:
+        print(f"timing the {precision} training step at batch {train_batch} ({repeats} repeats)", flush=True)
         try:
             train[precision] = _profile_training(model, optimizer, model_name, n_channels, n_classes, res, dev,
                                                  train_batch, precision, repeats, warmup, memory_cap_mb)
@@ -425,6 +428,7 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
     _free(dev)
 
     inference = {}
+    print(f"timing inference at batch {', '.join(map(str, batch_sizes))}", flush=True)
     for bs in batch_sizes:
         _free(dev)
         inference[str(int(bs))] = _profile_inference(model, model_name, n_channels, res, dev, int(bs), repeats,

@@ -31,13 +31,15 @@ from .config import model_settings
 from .datasets import load_processed, raster_scan, subset_indices
 from .errors import UserError
 from .fastpath import FastPath, make_train_step, resolve_fast_path
-from .fileio import load_torch, md5sum, save_torch, write_csv, write_json
+from .fileio import atomic_dir, load_torch, md5sum, save_torch, write_csv, write_json
 from .models import INPUT_LAYOUT, build_model, count_params, load_weights
 
 # The run's identity leads every row, so a history file says which run it belongs to.
 HISTORY_COLUMNS = ["dataset", "resolution", "model", "seed", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
 # How often (in steps) the loss is checked for NaN/inf: each check syncs the GPU.
 FINITE_CHECK_EVERY = 50
+# On a CPU, the pace of the first PACE_STEPS steps says how long an epoch takes; over SLOW_EPOCH_S, a warning.
+PACE_STEPS, SLOW_EPOCH_S = 10, 600.0
 
 
 class NonFiniteLoss(UserError):
@@ -235,6 +237,13 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
             correct += (logits.argmax(1) == y).sum()
             if (step + 1) % FINITE_CHECK_EVERY == 0 or step + 1 == steps_per_epoch:
                 _check_finite(losses[: step + 1], epoch, out_dir)
+            if step + 1 == PACE_STEPS and epoch == start_epoch and device.type == "cpu" and steps_per_epoch > 2 * PACE_STEPS:
+                per_epoch = (time.perf_counter() - t0) / PACE_STEPS * steps_per_epoch
+                if per_epoch > SLOW_EPOCH_S:  # say so up front, not after an hour
+                    print(f"warning: training on the CPU: about {_duration(per_epoch)} per epoch, "
+                          f"{_duration(per_epoch * (epochs - epoch))} for the {epochs - epoch} epoch(s) left, at the pace "
+                          f"of the first {PACE_STEPS} steps; these model sizes are meant for a GPU "
+                          "(config/smoke.yaml runs small ones)", flush=True)
         train_loss = float(losses.sum().item() / len(train))
         train_acc = float(correct.item() / len(train))
         val_logits, val_loss = predict(model, val, int(tcfg["eval_batch_size"]), fast_path)
@@ -243,8 +252,11 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
                "epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
                "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
         history.append(row)
-        print(f"{model_name} {dataset}-{res} s{seed} epoch {epoch + 1}/{epochs}: train loss {train_loss:.4f} "
-              f"acc {train_acc:.4f} | val loss {val_loss:.4f} acc {val_acc:.4f} | {row['seconds']:.1f}s", flush=True)
+        done_now = [r["seconds"] for r in history[start_epoch:]]
+        left = (epochs - epoch - 1) * sum(done_now) / len(done_now)
+        print(f"{model_name} {dataset}-{res} s{seed} epoch {epoch + 1} of {epochs}: train loss {train_loss:.4f} "
+              f"acc {train_acc:.4f} | val loss {val_loss:.4f} acc {val_acc:.4f} | {row['seconds']:.1f}s"
+              + (f" | about {_duration(left)} left" if left > 0 else ""), flush=True)
         if val_acc > best_val:
             best_val = val_acc
             best = {"model": _cpu_state(model), "model_name": model_name, "settings": settings,
@@ -258,6 +270,7 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
                                "epoch": epoch + 1, "history": history, "best_val_acc": best_val,
                                "best": best, "fingerprint": fingerprint})
         write_csv(out_dir / "history.csv", pd.DataFrame(history, columns=HISTORY_COLUMNS))  # a killed run keeps its curve
+        write_live(out_dir / "live" / "train", history)
 
     finished = len(history) >= epochs
     if best is not None and not best_path.exists():
@@ -281,6 +294,29 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
     if finished:
         write_json(out_dir / "train_summary.json", summary)
     return summary
+
+
+def write_live(folder: Path, history: list[dict]) -> None:
+    """The run's curves as a dvclive log (step = epoch), rewritten whole from the history after every epoch,
+    so that a resumed run's log is the same as an uninterrupted one's."""
+    from dvclive import Live
+
+    with atomic_dir(folder) as tmp, Live(dir=str(tmp), save_dvc_exp=False, dvcyaml=None, report=None) as live:
+        for row in history:
+            live.step = int(row["epoch"])
+            for name in ("train_loss", "train_acc", "val_loss", "val_acc"):
+                live.log_metric(name.replace("_", "/", 1), float(row[name]))
+            live.log_metric("lr", float(row["lr"]))
+            live.log_metric("epoch_seconds", float(row["seconds"]))
+            live.next_step()
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _check_finite(losses: torch.Tensor, epoch: int, out_dir: Path) -> None:

@@ -7,6 +7,8 @@ rule profile:
         profile=out(paths.PROFILE),
     log:
         log_file("profile/{dataset}_{res}_{model}"),
+    benchmark:
+        out(paths.BENCHMARK.format(name="profile/{dataset}_{res}_{model}"))
     resources:
         gpu=1,
         mem_mb=16000,

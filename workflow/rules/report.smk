@@ -1,5 +1,8 @@
 # Aggregate CSVs -> figures -> paper PDF (generated LaTeX beside it).
 
+# The aggregate tables shown in `snakemake --report`, with their captions.
+TABLES = {"accuracy.csv": "../report/accuracy.rst", "efficiency.csv": "../report/efficiency.rst"}
+
 
 rule aggregate:
     input:
@@ -9,7 +12,11 @@ rule aggregate:
         logits=paths.study_files(config, paths.TEST_LOGITS),
         profiles=paths.study_files(config, paths.PROFILE),
     output:
-        **{t.split(".")[0]: out(paths.AGGREGATE.format(table=t)) for t in paths.AGGREGATE_TABLES},
+        **{t.split(".")[0]: out(paths.AGGREGATE.format(table=t)) for t in paths.AGGREGATE_TABLES if t not in TABLES},
+        **{
+            t.split(".")[0]: report(out(paths.AGGREGATE.format(table=t)), caption=caption, category="Tables")
+            for t, caption in TABLES.items()
+        },
     log:
         log_file("aggregate"),
     resources:
@@ -29,7 +36,13 @@ rule plot:
         metrics=paths.study_files(config, paths.METRICS),
     output:
         # `snakemake --report report.html` shows every figure under "Figures".
-        figures=report(directory(out(paths.FIGURES_DIR)), patterns=["{name}.pdf"], category="Figures"),
+        figures=report(
+            directory(out(paths.FIGURES_DIR)),
+            patterns=["{name}.pdf"],
+            caption="../report/figures.rst",
+            category="Figures",
+            labels={"figure": "{name}"},
+        ),
     log:
         log_file("plot"),
     resources:

@@ -10,8 +10,11 @@ rule train:
         best=out(paths.CKPT_BEST),
         history=out(paths.HISTORY),
         summary=out(paths.TRAIN_SUMMARY),
+        live=directory(out(paths.LIVE_TRAIN)),
     log:
         log_file("train/{dataset}_{res}_{model}_s{seed}"),
+    benchmark:
+        out(paths.BENCHMARK.format(name="train/{dataset}_{res}_{model}_s{seed}"))
     threads: 2
     resources:
         gpu=1,
@@ -35,8 +38,11 @@ rule evaluate:
         metrics=out(paths.METRICS),
         logits=out(paths.TEST_LOGITS),
         confusion=out(paths.CONFUSION),
+        live=directory(out(paths.LIVE_TEST)),
     log:
         log_file("evaluate/{dataset}_{res}_{model}_s{seed}"),
+    benchmark:
+        out(paths.BENCHMARK.format(name="evaluate/{dataset}_{res}_{model}_s{seed}"))
     resources:
         gpu=1,
         mem_mb=8000,
