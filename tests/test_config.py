@@ -54,9 +54,9 @@ def test_set_values_are_yaml_and_replace_what_they_name():
     assert cfg["train"]["epochs"] == 1 and cfg["study"]["seeds"] == [3, 4]
     assert cfg["data"]["upsample_from"] == {64: 28}
     # a mapping is replaced, not merged: {} empties it, a new key is accepted
-    cfg = load(["config/smoke.yaml"], ["data.upsample_from={}"])
+    cfg = load(["config/smoke-synthetic.yaml"], ["data.upsample_from={}"])
     assert cfg["data"]["upsample_from"] == {}
-    assert load(["config/smoke.yaml"], ["data.upsample_from={128: 28}"])["data"]["upsample_from"] == {128: 28}
+    assert load(["config/smoke-synthetic.yaml"], ["data.upsample_from={128: 28}"])["data"]["upsample_from"] == {128: 28}
 
 
 def write(tmp_path, obj):
@@ -124,7 +124,7 @@ def test_config_paths_that_are_not_files_are_one_line(tmp_path):
 
 
 def test_a_job_sees_exactly_the_settings_its_rule_passes():
-    cfg = load(["config/smoke.yaml"])
+    cfg = load(["config/smoke-synthetic.yaml"])
     keys = ["data.upsample_from.64", "data.synthetic", "train", "models.s4d"]
     got = from_settings(settings_json(cfg, keys))
     assert got == subset(cfg, keys)

@@ -623,7 +623,7 @@ def _files(root: Path) -> dict:
     return {str(p.relative_to(root)): md5sum(p) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def _write(path: Path, text: str) -> Path:
+def _text_file(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
 
@@ -639,9 +639,9 @@ def _bomb(levels=9) -> str:
 # (label, how to set up the working folder -> extra arguments, the stage's arguments, the one line's needle)
 HOSTILE = [
     ("config: YAML bomb (anchors and aliases) as a study file",
-     lambda d: ["--config", _write(d / "bomb.yaml", _bomb())], ["train", *TRAIN_ARGS], "YAML alias"),
+     lambda d: ["--config", _text_file(d / "bomb.yaml", _bomb())], ["train", *TRAIN_ARGS], "YAML alias"),
     ("config: YTE templating in a study file",
-     lambda d: ["--config", _write(d / "yte.yaml", "__use_yte__: true\ntrain:\n  epochs: ?1+1\n")],
+     lambda d: ["--config", _text_file(d / "yte.yaml", "__use_yte__: true\ntrain:\n  epochs: ?1+1\n")],
      ["train", *TRAIN_ARGS], "YTE templating"),
     ("config: --set value that is not YAML", lambda d: [], ["train", *TRAIN_ARGS, "--set", "train.epochs=[1"],
      "is not valid YAML"),
@@ -711,7 +711,7 @@ def test_hostile_input_is_one_line_and_changes_nothing(fault, prepared, in_tmp, 
 
 def test_yaml_bomb_through_snakemake_is_one_line(fault, tmp_path):
     fault.describe("config: YAML bomb passed to Snakemake with --configfile")
-    bomb = _write(tmp_path / "bomb.yaml", _bomb())
+    bomb = _text_file(tmp_path / "bomb.yaml", _bomb())
     t0 = time.monotonic()
     r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(bomb)],
                        cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -872,7 +872,7 @@ def test_single_stage_commands_use_the_study_folder(fault, tiny_cfg, in_tmp):
     fault.describe("stages: single-stage defaults follow the config's outdir")
     cfg = copy.deepcopy(tiny_cfg)
     cfg["outdir"] = "elsewhere"
-    cfg_file = _write(in_tmp / "study.yaml", yaml.safe_dump(cfg))
+    cfg_file = _text_file(in_tmp / "study.yaml", yaml.safe_dump(cfg))
     for args in (["download", "--dataset", "organamnist", "--res", "28"],
                  ["preprocess", "--dataset", "organamnist", "--res", "28"],
                  ["train", *TRAIN_ARGS, "--data", "elsewhere/data/processed/organamnist_28.npz",
@@ -889,9 +889,10 @@ def test_set_replaces_a_mapping(fault, in_tmp):
     from ssmvit.config import load
 
     fault.describe("config: --set on a mapping replaces it (data.upsample_from={})")
-    assert load([REPO / "config/smoke.yaml"])["data"]["upsample_from"] == {64: 28}
-    assert load([REPO / "config/smoke.yaml"], ["data.upsample_from={}"])["data"]["upsample_from"] == {}
-    assert load([REPO / "config/smoke.yaml"], ["data.upsample_from={128: 28}"])["data"]["upsample_from"] == {128: 28}
+    study = REPO / "config/smoke-synthetic.yaml"
+    assert load([study])["data"]["upsample_from"] == {64: 28}
+    assert load([study], ["data.upsample_from={}"])["data"]["upsample_from"] == {}
+    assert load([study], ["data.upsample_from={128: 28}"])["data"]["upsample_from"] == {128: 28}
     fault.handled("emptied and replaced, not merged")
 
 

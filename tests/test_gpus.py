@@ -90,3 +90,56 @@ def test_pipeline_gpus_bench_records_which_card_ran_each_job(tmp_path):
     assert (one["cuda_visible_devices"] == "0").all() and (one["gpu_claim_log"] == "").all()  # already pinned
     # the same runs give the same test accuracy whatever the scheduling
     assert sorted(two["test_acc"]) == sorted(one["test_acc"])
+
+
+def test_jobs_per_card_follow_free_memory_and_the_override(monkeypatch):
+    from ssmvit import gpus
+
+    monkeypatch.delenv("SSMVIT_JOBS_PER_GPU", raising=False)
+    monkeypatch.setenv("SSMVIT_GPU_COUNT", "2")
+    for free, per_card in (("140000,140000", 4), ("30000,140000", 2), ("8000,8000", 1)):
+        monkeypatch.setenv("SSMVIT_GPU_FREE_MIB", free)
+        assert gpus.jobs_per_gpu() == per_card and gpus.gpu_slots() == 2 * per_card, free
+    monkeypatch.setenv("SSMVIT_JOBS_PER_GPU", "3")
+    assert gpus.jobs_per_gpu() == 3 and gpus.gpu_slots() == 6
+    monkeypatch.setenv("SSMVIT_GPU_COUNT", "0")
+    monkeypatch.delenv("SSMVIT_JOBS_PER_GPU")
+    monkeypatch.setenv("SSMVIT_GPU_FREE_MIB", "")
+    monkeypatch.setattr(gpus, "_nvidia_smi", lambda *q: [])
+    assert gpus.gpu_slots() == 1  # no GPU: GPU rules run one at a time (on the CPU)
+
+
+def test_gpu_jobs_share_slots_and_profiles_run_alone(tmp_path):
+    """The synthetic study with two GPU slots (as a card with room for two jobs would have): trainings and
+    evaluations overlap, and no profile overlaps any other GPU job."""
+    import json
+
+    import yaml
+
+    from conftest import TINY_MODELS
+    from test_pipeline import copy_repo
+
+    root = copy_repo(tmp_path / "repo")
+    cfg = yaml.safe_load((root / "config/smoke-synthetic.yaml").read_text())
+    cfg["study"].update({"datasets": ["organamnist"], "resolutions": [28], "seeds": [0], "profile_only": ["bloodmnist"]})
+    cfg["train"].update({"epochs": 2})
+    cfg["models"] = TINY_MODELS
+    (root / "config/slots.yaml").write_text(yaml.safe_dump(cfg))
+    env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "MEDMNIST_ROOT")}
+    env.update(SSMVIT_GPU_COUNT="1", SSMVIT_JOBS_PER_GPU="2")
+    r = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "4", "--configfile", "config/slots.yaml",
+                        "--omit-from", "aggregate"], cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "gpu_slots=2" in r.stdout + r.stderr  # the default profile gave Snakemake two slots
+    out = root / "build/smoke-synthetic/results"
+    jobs = [json.loads(p.read_text()) for p in sorted(out.glob("runs/*/train_summary.json"))] + \
+           [json.loads(p.read_text()) for p in sorted(out.glob("runs/*/metrics.json"))]
+    profiles = [json.loads(p.read_text()) for p in sorted(out.glob("profile/*.json"))]
+    assert len(jobs) == 4 and len(profiles) == 4
+
+    def overlap(a, b):
+        return a["started_at"] < b["ended_at"] and b["started_at"] < a["ended_at"]
+
+    assert any(overlap(a, b) for i, a in enumerate(jobs) for b in jobs[i + 1:])  # the slots were shared
+    for p in profiles:
+        assert not any(overlap(p, j) for j in jobs + [q for q in profiles if q is not p]), p["model"]

@@ -232,6 +232,9 @@ def resolve(mapping: dict) -> dict:
     study = cfg["study"]
     for name in study["datasets"] + study["profile_only"]:
         check_dataset(name)
+    if isinstance(cfg["data"]["synthetic"], list):
+        for name in cfg["data"]["synthetic"]:
+            check_dataset(name)
     both = sorted(set(study["datasets"]) & set(study["profile_only"]))
     if both:
         raise UserError(f"study.profile_only lists {', '.join(both)}, which study.datasets trains; list each dataset once")

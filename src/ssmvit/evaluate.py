@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ def evaluate_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
     out_dir = Path(out_dir or paths.file(cfg["outdir"], paths.RUN_DIR, model=model_name, seed=int(seed), **where))
     checkpoint = checkpoint or out_dir / "best.pt"
     device = resolve_device(cfg["train"]["device"])
+    started_at = time.time()
     ckpt = load_torch(checkpoint)
     for key in ("model", "model_name", "settings", "n_channels", "n_classes", "image_size"):
         if key not in ckpt:
@@ -55,7 +57,7 @@ def evaluate_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
               "test_loss": test_loss, "checkpoint_epoch": int(ckpt.get("epoch", 0)),
               "upsampled": bool(meta.get("upsampled")), "source_size": meta.get("source_size"),
               "official_data": bool(meta.get("official_md5", True)), "class_names": meta["class_names"],
-              "device": str(device), **m}
+              "device": str(device), "started_at": started_at, "ended_at": time.time(), **m}
     cm = pd.DataFrame(m["confusion_matrix"], columns=meta["class_names"])
     cm.insert(0, "true", meta["class_names"])
     write_npz(out_dir / "test_logits.npz", logits=logits.astype(np.float32), labels=labels.astype(np.int64),

@@ -1,12 +1,16 @@
-"""One GPU per job on a multi-GPU host.
+"""GPU slots: how many GPU jobs run at once, and which card each one uses.
 
-Snakemake's `--resources gpu=N` lets N GPU jobs run at once but does not say
-which card each should use. Each stage script calls ``claim_gpu()`` first: it
-takes the first free slot (an flock'ed file, released when the process ends,
-also on SIGKILL) and sets CUDA_VISIBLE_DEVICES to that slot's card, so each
-job sees only its GPU. With SSMVIT_JOBS_PER_GPU=k, k jobs share each card.
-Nothing happens when CUDA_VISIBLE_DEVICES is already set (SLURM, the user) or
-when the host has fewer than two GPUs.
+Training and evaluation at batch 64 leave a large card mostly idle (bench/README.md has the
+measurements), so by default several GPU jobs share each card: ``jobs_per_gpu()`` allows
+MAX_JOBS_PER_GPU per card, fewer where the card's free memory holds fewer JOB_MEMORY_MIB budgets,
+and SSMVIT_JOBS_PER_GPU=k overrides it. The default profile gives Snakemake ``gpu_slots()``
+slots (cards x jobs per card); train and evaluate take one slot each, profile takes EXCLUSIVE,
+which Snakemake caps at all of them, so a profile never measures a card another job is using.
+
+On a host with several GPUs each GPU job calls ``claim_gpu()`` first: it takes the first free
+slot (an flock'ed file, released when the process ends, also on SIGKILL) and sets
+CUDA_VISIBLE_DEVICES to that slot's card, so each job sees only its GPU. Nothing happens when
+CUDA_VISIBLE_DEVICES is already set (SLURM, the user) or when the host has fewer than two GPUs.
 """
 
 from __future__ import annotations
@@ -19,19 +23,47 @@ import time
 from pathlib import Path
 
 _HELD = []  # open lock files: the claim lasts as long as the process
+MAX_JOBS_PER_GPU = 4
+JOB_MEMORY_MIB = 12 * 1024  # what one job at the study's sizes may take (their measured peaks are below it)
+EXCLUSIVE = 1000  # slots a job asks for to have every card to itself
+
+
+def _nvidia_smi(*query: str) -> list[str]:
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        return subprocess.run(["nvidia-smi", *query], capture_output=True, text=True, timeout=30).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return []
+
+
+def free_memory_mib() -> list[int]:
+    """Free memory of each card ($SSMVIT_GPU_FREE_MIB, comma-separated, if set)."""
+    if os.environ.get("SSMVIT_GPU_FREE_MIB"):
+        return [int(v) for v in os.environ["SSMVIT_GPU_FREE_MIB"].split(",")]
+    out = _nvidia_smi("--query-gpu=memory.free", "--format=csv,noheader,nounits")
+    return [int(line.strip()) for line in out if line.strip().isdigit()]
+
+
+def jobs_per_gpu() -> int:
+    """GPU jobs per card: $SSMVIT_JOBS_PER_GPU, else as many JOB_MEMORY_MIB budgets as the fullest card holds,
+    at most MAX_JOBS_PER_GPU (1 without a GPU)."""
+    if os.environ.get("SSMVIT_JOBS_PER_GPU"):
+        return max(1, int(os.environ["SSMVIT_JOBS_PER_GPU"]))
+    free = free_memory_mib()
+    return max(1, min(MAX_JOBS_PER_GPU, min(free) // JOB_MEMORY_MIB)) if free else 1
+
+
+def gpu_slots() -> int:
+    """Snakemake's `gpu_slots` resource for this host: cards x jobs per card (1 without a GPU)."""
+    return max(1, count_gpus()) * jobs_per_gpu()
 
 
 def count_gpus() -> int:
     """GPUs on this host: $SSMVIT_GPU_COUNT if set, else the lines of `nvidia-smi -L`."""
     if os.environ.get("SSMVIT_GPU_COUNT"):
         return int(os.environ["SSMVIT_GPU_COUNT"])
-    if shutil.which("nvidia-smi") is None:
-        return 0
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+    return sum(1 for line in _nvidia_smi("-L") if line.startswith("GPU "))
 
 
 def claim_gpu(lock_dir=None, poll_s: float = 1.0) -> int | None:
@@ -41,7 +73,7 @@ def claim_gpu(lock_dir=None, poll_s: float = 1.0) -> int | None:
     n = count_gpus()
     if n < 2:
         return None
-    per_gpu = max(1, int(os.environ.get("SSMVIT_JOBS_PER_GPU", "1")))
+    per_gpu = jobs_per_gpu()
     lock_dir = Path(lock_dir or os.environ.get("SSMVIT_GPU_LOCK_DIR", "/tmp/ssmvit-gpu-slots"))
     lock_dir.mkdir(parents=True, exist_ok=True)
     while True:  # more jobs than slots (a scheduler set --resources too high): wait for a slot

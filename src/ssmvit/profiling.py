@@ -366,7 +366,7 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
     ``memory_cap_mb``: a batch size whose warm-up pushes the peak (reserved VRAM on CUDA,
     process RSS on CPU) above this is recorded as OOM, as if the device were that small.
     """
-    t_start = time.perf_counter()
+    t_start, started_at = time.perf_counter(), time.time()
     check_choice("model", model_name, tuple(INPUT_LAYOUT))
     pcfg = cfg.get("profile") or {}
     batch_sizes = tuple(int(b) for b in (batch_sizes or pcfg.get("batch_sizes") or DEFAULT_BATCH_SIZES))
@@ -441,6 +441,7 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
         "n_channels": n_channels, "n_classes": n_classes, "settings": settings,
         "params": count_params(model), "macs": macs, "environment": env,
         "seconds": time.perf_counter() - t_start,
+        "started_at": started_at, "ended_at": time.time(),  # unix time: which other jobs ran meanwhile
         "train": train,
         "inference": {"precision": "fp32", "batch_sizes": [int(b) for b in batch_sizes], "results": inference,
                       "latency_bs1_ms": latency},

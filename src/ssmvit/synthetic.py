@@ -16,6 +16,7 @@ from .catalog import describe
 from .fileio import md5sum, write_npz
 
 DEFAULT_SPLITS = {"train": 256, "val": 64, "test": 128}
+CHUNK = 4096
 
 
 def make_synthetic_medmnist(dataset: str, size: int, dest, splits: dict | None = None,
@@ -33,15 +34,17 @@ def make_synthetic_medmnist(dataset: str, size: int, dest, splits: dict | None =
     for split, n in (splits or DEFAULT_SPLITS).items():
         labels = np.arange(n) % k  # every class present in every split
         rng.shuffle(labels)
-        # Class j: a ramp whose angle and level depend on j, plus noise.
-        angle = labels[:, None, None] * (np.pi / k)
-        ramp = np.cos(angle) * xx[None] + np.sin(angle) * yy[None]
-        level = 0.2 + 0.6 * labels[:, None, None] / max(1, k - 1)
-        img = 255 * np.clip(0.5 * ramp + 0.5 * level + 0.08 * rng.standard_normal((n, size, size)), 0, 1)
-        img = img.astype(np.uint8)
-        if c == 3:
-            img = np.stack([img, np.flip(img, axis=2), 255 - img], axis=-1)
-        arrays[f"{split}_images"] = np.ascontiguousarray(img)
+        img = np.empty((n, size, size) + ((3,) if c == 3 else ()), dtype=np.uint8)
+        for i in range(0, n, CHUNK):  # in chunks: official split sizes reach 165k images
+            lab = labels[i:i + CHUNK]
+            # Class j: a ramp whose angle and level depend on j, plus noise.
+            angle = lab[:, None, None] * (np.pi / k)
+            ramp = np.cos(angle) * xx[None] + np.sin(angle) * yy[None]
+            level = 0.2 + 0.6 * lab[:, None, None] / max(1, k - 1)
+            gray = (255 * np.clip(0.5 * ramp + 0.5 * level + 0.08 * rng.standard_normal((len(lab), size, size)), 0, 1)
+                    ).astype(np.uint8)
+            img[i:i + CHUNK] = np.stack([gray, np.flip(gray, axis=2), 255 - gray], axis=-1) if c == 3 else gray
+        arrays[f"{split}_images"] = img
         arrays[f"{split}_labels"] = labels.reshape(-1, 1).astype(np.uint8)
     write_npz(dest, compress=True, **arrays)
     return Path(dest), md5sum(dest)

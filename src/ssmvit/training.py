@@ -216,7 +216,7 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
     fast_path = train_step.fast_path
 
     t_run = time.perf_counter()
-    started_utc = _utc_now()
+    started_utc, started_at = _utc_now(), time.time()
     for epoch in range(start_epoch, epochs):
         if stop_after_epochs is not None and epoch >= stop_after_epochs:
             break
@@ -290,7 +290,8 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
                "official_data": bool(meta.get("official_md5", True)),
                # Where and when this call ran: on a cluster or a multi-GPU host this
                # says which job and which card trained the model.
-               "where": _where_this_runs(device), "started_utc": started_utc, "ended_utc": _utc_now()}
+               "where": _where_this_runs(device), "started_utc": started_utc, "ended_utc": _utc_now(),
+               "started_at": started_at, "ended_at": time.time()}
     if finished:
         write_json(out_dir / "train_summary.json", summary)
     return summary

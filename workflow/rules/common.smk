@@ -2,7 +2,7 @@
 import os
 import sys
 
-from ssmvit import paths
+from ssmvit import gpus, paths
 from ssmvit.catalog import known_datasets
 from ssmvit.config import known_models, resolve, settings_json
 from ssmvit.errors import UserError

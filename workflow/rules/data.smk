@@ -6,6 +6,8 @@ rule download:
         raw=out(paths.RAW),
     log:
         log_file("download/{dataset}_{res}"),
+    benchmark:
+        out(paths.BENCHMARK.format(name="download/{dataset}_{res}"))
     resources:
         mem_mb=4000,
         runtime=60,
@@ -18,6 +20,7 @@ rule download:
             "data.download_backoff_s",
             "data.checksums",
             "data.synthetic",
+            "data.synthetic_splits",
             "data.upsample_from.{res}",
         ),
     shell:
@@ -33,6 +36,8 @@ rule preprocess:
         meta=out(paths.PROCESSED_META),
     log:
         log_file("preprocess/{dataset}_{res}"),
+    benchmark:
+        out(paths.BENCHMARK.format(name="preprocess/{dataset}_{res}"))
     resources:
         mem_mb=8000,
         runtime=30,

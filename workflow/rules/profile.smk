@@ -11,6 +11,7 @@ rule profile:
         out(paths.BENCHMARK.format(name="profile/{dataset}_{res}_{model}"))
     resources:
         gpu=1,
+        gpu_slots=gpus.EXCLUSIVE,  # every slot: no other job shares the card while it measures
         mem_mb=16000,
         runtime=60,
     params:

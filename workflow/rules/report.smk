@@ -19,6 +19,8 @@ rule aggregate:
         },
     log:
         log_file("aggregate"),
+    benchmark:
+        out(paths.BENCHMARK.format(name="aggregate"))
     resources:
         mem_mb=4000,
         runtime=10,
@@ -45,6 +47,8 @@ rule plot:
         ),
     log:
         log_file("plot"),
+    benchmark:
+        out(paths.BENCHMARK.format(name="plot"))
     resources:
         mem_mb=4000,
         runtime=10,
@@ -67,6 +71,8 @@ rule paper:
         generated=directory(out(paths.PAPER_GENERATED)),
     log:
         log_file("paper"),
+    benchmark:
+        out(paths.BENCHMARK.format(name="paper"))
     resources:
         mem_mb=2000,
         runtime=10,

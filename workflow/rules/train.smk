@@ -1,5 +1,5 @@
 # Train one model per dataset x resolution x seed, then evaluate its best checkpoint.
-# GPU jobs declare gpu=1: `--resources gpu=N` runs N at once (README, "GPUs").
+# GPU jobs take one gpu_slot each: several share a card (ssmvit.gpus, profiles/default).
 
 
 rule train:
@@ -18,6 +18,7 @@ rule train:
     threads: 2
     resources:
         gpu=1,
+        gpu_slots=1,
         mem_mb=16000,
         runtime=120,
     params:
@@ -45,6 +46,7 @@ rule evaluate:
         out(paths.BENCHMARK.format(name="evaluate/{dataset}_{res}_{model}_s{seed}"))
     resources:
         gpu=1,
+        gpu_slots=1,
         mem_mb=8000,
         runtime=30,
     params:
