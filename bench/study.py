@@ -39,12 +39,10 @@ def main(argv=None) -> int:
     from ssmvit.gpus import gpu_slots
 
     cfg = yaml.safe_load((ROOT / args.config).read_text())
-    cfg["study"]["seeds"] = args.seeds
-    cfg["outdir"] = f"{cfg['outdir']}-{len(args.seeds)}seed"
-    study = ROOT / "build" / f"bench-study-{len(args.seeds)}seed.yaml"
-    study.parent.mkdir(parents=True, exist_ok=True)
-    study.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "all", "--configfile", str(study.relative_to(ROOT))]
+    outdir = f"{cfg['outdir']}-{len(args.seeds)}seed"  # one folder per seed count: nothing is reused
+    seeds = ", ".join(map(str, args.seeds))
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "all", "--configfile", args.config,
+           "--config", f"outdir={outdir}", f"study={{seeds: [{seeds}]}}"]
     if args.omit_from:
         cmd += ["--omit-from", args.omit_from]
     cmd += args.snakemake_args.split()
@@ -52,10 +50,11 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     r = subprocess.run(cmd, cwd=ROOT)
     wall = time.perf_counter() - t0
-    outdir = ROOT / cfg["outdir"]
+    outdir = ROOT / outdir
     seconds, jobs = {}, {}
     for family in FAMILIES:
-        records = sorted((outdir / "benchmarks" / family).glob("*.tsv"))
+        records = sorted((outdir / "benchmarks" / family).glob("*.tsv")) + \
+            [f for f in [outdir / "benchmarks" / f"{family}.tsv"] if f.exists()]  # one-job rules: benchmarks/<rule>.tsv
         jobs[family] = len(records)
         seconds[family] = round(sum(float(pd.read_csv(f, sep="\t")["s"].iloc[0]) for f in records), 1)
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
