@@ -59,7 +59,7 @@ def run_mode(mode: str, cfg: dict, out: Path, cores: int) -> dict:
     env.pop("CUDA_VISIBLE_DEVICES", None)
     if visible is not None:
         env["CUDA_VISIBLE_DEVICES"] = visible
-    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--resources", f"gpu={gpus}",
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--resources", f"gpu={gpus}", f"gpu_slots={gpus}",
            "--configfile", str(cfg_path), "--until", "evaluate", "--scheduler", "greedy", "--quiet", "rules"]
     print(f"# {mode}: {' '.join(cmd)}", flush=True)
     t0 = time.time()
