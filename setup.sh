@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # Install everything the pipeline and its tests need, with Python >= 3.10. Safe to rerun.
 #   bash setup.sh && source .venv/bin/activate   # a virtual environment .venv/ in this checkout
-#   (in an active venv or conda environment)     # installs into that one instead
 #   PYTHON=python3.11 bash setup.sh              # another interpreter for .venv/
+#   SSMVIT_USE_ACTIVE_ENV=1 bash setup.sh        # install into the active venv or conda environment instead
 #   SKIP_TEX=1 bash setup.sh                     # no LaTeX (a GPU box that only trains)
 #
 # The torch story: pyproject.toml accepts any torch >= 2.1, so an environment keeps the build it
-# has (install your CUDA build into it first on a GPU machine). Only where torch is missing does
-# this script install the version the project is tested with (TORCH_VERSION, default 2.13.0: the
-# CPU build on this project's machines). Every later install is constrained to the torch that is
+# has. Only where torch is missing does this script install the version the project is tested
+# with (TORCH_VERSION, default 2.13.0; from PyPI that is a CUDA build on Linux, on this project's
+# machines a local CPU build). Every later install is constrained to the torch that is
 # there, so no dependency can replace it (medmnist's torchvision resolves to the matching release).
 set -euo pipefail
 cd "$(dirname "$0")"
-if [ -n "${VIRTUAL_ENV:-}${CONDA_PREFIX:-}" ]; then
+if [ "${SSMVIT_USE_ACTIVE_ENV:-0}" = 1 ]; then
     PY=python3
 else  # a venv of our own: nothing the machine already has (and its pins) is touched
     [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
@@ -42,4 +42,4 @@ if [ "${SKIP_TEX:-0}" != 1 ] && ! command -v latexmk >/dev/null; then
     fi
 fi
 echo "setup done: $("$PY" -c 'import torch, ssmvit; print("torch", torch.__version__, "| ssmvit", ssmvit.__version__)')"
-[ -n "${VIRTUAL_ENV:-}${CONDA_PREFIX:-}" ] || echo "activate it: source .venv/bin/activate"
+[ "${SSMVIT_USE_ACTIVE_ENV:-0}" = 1 ] || echo "activate it: source .venv/bin/activate"
