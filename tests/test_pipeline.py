@@ -139,6 +139,15 @@ def test_snakemake_rejects_bad_config_before_any_job(tmp_path, bad, needle):
     assert len(errors) == 1 and needle in errors[0], r.stderr[-2000:]
 
 
+@pytest.mark.parametrize("value, needle", [("models={s4d: {lr: .nan}}", "is not a finite number"),
+                                           ("train={epochs: many}", "train.epochs"),
+                                           ("study={datasets: [organmnist]}", "did you mean 'organamnist'?")])
+def test_bad_command_line_config_is_one_line(value, needle):
+    r = snakemake(f"-n --cores 1 --configfile {SMOKE} --config '{value}'", REPO, check=False)
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
+    assert r.returncode != 0 and len(errors) == 1 and needle in errors[0], r.stderr[-2000:]
+
+
 def test_command_line_config_and_stacked_configfiles_reach_the_jobs(tmp_path):
     """--config and a second --configfile change exactly what each job's command receives."""
     more = tmp_path / "more.yaml"

@@ -222,8 +222,9 @@ def resolve(mapping: dict) -> dict:
     """``mapping`` with every default filled in, validated; one UserError line on the first problem."""
     if not isinstance(mapping, dict):
         raise UserError("a config must be a mapping of sections (data, study, train, models)")
-    _check_plain(mapping, "", set())
+    _check_plain(mapping, "", set())  # aliases first: nothing below may expand a YAML bomb
     cfg = _coerce(merge(defaults(), mapping), schema())
+    _check_plain(cfg, "", set())  # again after coercion: --config's '.nan' only becomes a float here
     _check_schema(cfg)
     _int_keys(cfg)
     for res, src in cfg["data"]["upsample_from"].items():
