@@ -160,9 +160,12 @@ def test_slurm_and_local_runs_give_the_same_results(smoke):
     runs = sorted(p.name for p in (local / "results/runs").iterdir())
     assert runs and runs == sorted(p.name for p in (slurm / "results/runs").iterdir())
     for run in runs:
-        for name in ("metrics.json", "confusion_matrix.csv"):
-            assert (local / "results/runs" / run / name).read_bytes() == \
-                (slurm / "results/runs" / run / name).read_bytes(), (run, name)
+        assert (local / "results/runs" / run / "confusion_matrix.csv").read_bytes() == \
+            (slurm / "results/runs" / run / "confusion_matrix.csv").read_bytes(), run
+        ml, ms = (json.loads((d / "results/runs" / run / "metrics.json").read_text()) for d in (local, slurm))
+        clock = {"started_at", "ended_at"}  # when the job ran is the only thing allowed to differ
+        assert clock <= ml.keys() and ml["ended_at"] >= ml["started_at"], run
+        assert {k: v for k, v in ml.items() if k not in clock} == {k: v for k, v in ms.items() if k not in clock}, run
         hl, hs = (pd.read_csv(d / "results/runs" / run / "history.csv") for d in (local, slurm))
         timing = [c for c in hl.columns if "second" in c]
         pd.testing.assert_frame_equal(hl.drop(columns=timing), hs.drop(columns=timing))
