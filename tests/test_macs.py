@@ -32,7 +32,7 @@ from ssmvit.macs import (
     count_macs_analytic,
     count_macs_flopcounter,
     count_macs_thop,
-    count_mult_adds_torchinfo_rule,
+    count_mult_adds_torchinfo,
     example_input,
     flopcounter_macs_by_op,
     macs_at_batch,
@@ -201,10 +201,10 @@ def test_thop_leaves_the_model_untouched_and_prints_nothing(capsys):
 #   S4D dermamnist 64:    2,167,408,384 =   2.17 G  (2,150,631,168 + 16,777,216 LayerNorm)          seed   2.16 G
 #   ViT organamnist 28:   1,104,226,560 =   1.10 G                                                  seed 122.45 M
 #   ViT dermamnist 64:    5,682,028,800 =   5.68 G                                                  seed 410.26 M
-# So thop does not land on the seed's numbers. torchinfo's "Total mult-adds" rule lands on both S4D numbers
-# (103,565,963 -> 103.57 M; 2,155,877,127 -> 2.16 G), so the seed's column was almost certainly torchinfo's,
-# which charges an nn.Linear on a (B, L, D) sequence B x params (not B x L x params) and counts bias adds.
-# For the ViT that rule gives 22.73 M and 31.72 M, not the seed's 122.45 M / 410.26 M; no count here
+# So thop does not land on the seed's numbers. torchinfo 1.8's "Total mult-adds" lands on both S4D numbers
+# (103,565,963 -> 103.57 M; 2,155,877,127 -> 2.16 G), so the seed's column was torchinfo's, which charges an
+# nn.Linear on a (B, L, D) sequence B x params (not B x L x params) and counts bias adds.
+# For the ViT torchinfo gives 22.73 M and 31.72 M, not the seed's 122.45 M / 410.26 M; no count here
 # reproduces those two.
 SEED_THOP = {("s4d", "organamnist", 28): 104_467_840, ("s4d", "dermamnist", 64): 2_167_408_384,
              ("vit", "organamnist", 28): 1_104_226_560, ("vit", "dermamnist", 64): 5_682_028_800}
@@ -215,16 +215,16 @@ SEED_TORCHINFO_RULE = {("s4d", "organamnist", 28): (103_565_963, "103.57M"),
 
 def stub_s4d_kernel(monkeypatch):
     """Replace S4D's kernel generation by zeros of the same shape. Neither thop (no hook for S4DKernel)
-    nor the torchinfo rule (its parameters are not named weight/bias) counts anything inside it, so
+    nor torchinfo (its parameters are not named weight/bias) counts anything inside it, so
     the counts are unchanged (proved below) while the 64x64, d_model 256 forward gets much cheaper."""
     monkeypatch.setattr(S4DKernel, "forward", lambda self, length: self.log_dt.new_zeros(self.log_dt.shape[0], length))
 
 
 def test_s4d_kernel_values_do_not_change_thop_or_torchinfo_counts(monkeypatch):
     model, x = case(*SMALL_CASES[3])[:2]
-    real = (count_macs_thop(model, x), count_mult_adds_torchinfo_rule(model, x))
+    real = (count_macs_thop(model, x), count_mult_adds_torchinfo(model, x))
     stub_s4d_kernel(monkeypatch)
-    assert (count_macs_thop(model, x), count_mult_adds_torchinfo_rule(model, x)) == real
+    assert (count_macs_thop(model, x), count_mult_adds_torchinfo(model, x)) == real
 
 
 @pytest.mark.parametrize("cfg_key", list(SEED_THOP), ids=lambda k: "-".join(map(str, k)))
@@ -235,7 +235,7 @@ def test_seed_table_mult_adds(cfg_key, monkeypatch):
         stub_s4d_kernel(monkeypatch)
     assert count_macs_thop(model, x) == SEED_THOP[cfg_key]
     value, seed_text = SEED_TORCHINFO_RULE[cfg_key]
-    got = count_mult_adds_torchinfo_rule(model, x)
+    got = count_mult_adds_torchinfo(model, x)
     assert got == value
     if seed_text is not None:  # torchinfo prints M below 1e9 and G above, 2 decimals
         assert (f"{got / 1e6:.2f}M" if got < 1e9 else f"{got / 1e9:.2f}G") == seed_text

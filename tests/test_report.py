@@ -19,6 +19,7 @@ import pytest
 from conftest import REPO, run_ssmvit
 from ssmvit.config import resolve
 from ssmvit.report import write_all
+from ssmvit.seed_claims import read_seed_table, seed_claims
 
 ORGAN_CLASSES = ["bladder", "femur-left", "femur-right", "heart", "kidney-left", "kidney-right", "liver",
                  "lung-left", "lung-right", "pancreas", "spleen"]
@@ -116,6 +117,8 @@ def make_inputs(root: Path, epochs: int = 7) -> dict:
                     row["infer_samples_per_s_bs1024"] = "OOM"
                 eff.append(row)
     pd.DataFrame(eff).to_csv(agg / "efficiency.csv", index=False)
+    seed_claims(read_seed_table(REPO / "paper/seed_study.csv"), pd.read_csv(agg / "efficiency.csv")).to_csv(
+        agg / "seed_claims.csv", index=False)
 
     prov = {"git_commit": "0123456789abcdef0123456789abcdef01234567", "git_dirty": True,
             "config_sha256": "a" * 64, "dvc_lock_sha256": None, "device_name": DEVICE, "driver": None,
@@ -244,9 +247,10 @@ def test_setup_changes_with_config(tmp_path):
 
 def test_missing_inputs_give_sentences(tmp_path):
     p = make_inputs(tmp_path)
-    for name in ("paired.csv", "efficiency.csv", "provenance.json", "histories.csv"):
+    for name in ("paired.csv", "efficiency.csv", "provenance.json", "histories.csv", "seed_claims.csv"):
         (p["agg"] / name).unlink()
     write_all(p["config"], p["agg"], p["figures"], p["generated"])
+    assert "claims are not checked here" in _read(p, "seed_claims.tex")
     assert "No paired comparison" in _read(p, "paired_table.tex")
     assert "not available" in _read(p, "efficiency_table.tex")
     assert "not available" in _read(p, "reproducibility.tex")
@@ -275,6 +279,10 @@ def test_pdf_builds(built):
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True).stdout
     assert "0.912" in text and "0.004" in text
     assert "needs download" in text
+    # the seed study, claim by claim: its figures as printed beside ours, each claim with a verdict
+    assert "The seed study, claim by claim" in text and "103.57" in text and "1,766" in text
+    assert "Claim of the seed study" in text and "not reproduced" in text and "nanx" not in text
+    assert "not measured" in text  # a CPU profile has no VRAM: said so, not "not in this study"
     log = (out / "main.log").read_text(errors="replace")
     assert "Citation" not in log or "undefined" not in log
     assert "There were undefined references" not in log

@@ -9,6 +9,7 @@ can label upsampled, synthetic or missing data where it appears.
                   status 'needs download' for datasets only profiled
   histories.csv   per-epoch training curves of every run, long format
   efficiency.csv  one row per profiled configuration (profiling.profile_to_row)
+  seed_claims.csv the seed study's table and claims beside ours, with verdicts (ssmvit.seed_claims)
   paired.csv      ViT vs S4D on the same test images: McNemar's exact test and a
                   paired bootstrap interval of the accuracy difference
 """

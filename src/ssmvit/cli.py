@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("aggregate", help="per-run and per-profile files -> results/aggregate/*.csv, provenance.json")
     for flag in ("metrics", "summaries", "histories", "logits", "profiles"):
         p.add_argument(f"--{flag}", nargs="*", help="default: every such file of the study")
+    p.add_argument("--seed-study", default=paths.SEED_STUDY,
+                   help=f"the seed study's benchmark table (default: {paths.SEED_STUDY})")
     p.add_argument("--out-dir", help="default: <outdir>/results/aggregate")
 
     p = sub.add_parser("plot", help="the paper's figures from the aggregate tables")
@@ -250,8 +252,10 @@ def _aggregate_dir(cfg, given) -> Path:
 def do_aggregate(cfg, args) -> None:
     from . import aggregate
     from .fileio import write_csv, write_json
+    from .seed_claims import read_seed_table, seed_claims
 
     git = aggregate.git_state(cfg["outdir"])  # before this stage writes anything
+    seed_table = read_seed_table(args.seed_study)  # a broken input fails before any table is written
     files = {flag: getattr(args, flag) if getattr(args, flag) is not None else paths.study_files(cfg, pattern)
              for flag, pattern in (("metrics", paths.METRICS), ("summaries", paths.TRAIN_SUMMARY),
                                    ("histories", paths.HISTORY), ("logits", paths.TEST_LOGITS),
@@ -265,7 +269,9 @@ def do_aggregate(cfg, args) -> None:
     write_json(out / "summary.json", aggregate.summary_metrics(accuracy))
     write_csv(out / "histories.csv", aggregate.collect_histories(files["histories"]))
     write_csv(out / "paired.csv", aggregate.paired_comparison(files["logits"]))
-    write_csv(out / "efficiency.csv", aggregate.efficiency_table(files["profiles"]))
+    efficiency = aggregate.efficiency_table(files["profiles"])
+    write_csv(out / "efficiency.csv", efficiency)
+    write_csv(out / "seed_claims.csv", seed_claims(seed_table, efficiency))
     write_json(out / "provenance.json", aggregate.provenance(cfg, files["summaries"], files["profiles"], git))
     print(f"aggregated {len(runs)} runs and {len(files['profiles'])} profiles into {out}")
 

@@ -60,7 +60,7 @@ import torch.nn.functional as F
 
 from .catalog import check_choice, describe
 from .config import model_settings
-from .macs import count_macs_analytic, count_macs_flopcounter, count_macs_thop, example_input
+from .macs import count_macs_analytic, count_macs_flopcounter, count_macs_thop, count_mult_adds_torchinfo, example_input
 from .models import INPUT_LAYOUT, build_model, count_params
 from .training import build_optimizer, resolve_device
 
@@ -76,7 +76,7 @@ FAILED = "failed"  # a phase that raised something other than out-of-memory (bf1
 # Columns every row from ``profile_to_row`` has, in this order; more may follow.
 ROW_COLUMNS = (
     "dataset", "resolution", "model", "n_channels", "n_classes", "params",
-    "macs_thop", "macs_flopcounter", "macs_analytic", "device_type", "device_name",
+    "macs_thop", "macs_flopcounter", "macs_analytic", "macs_torchinfo", "device_type", "device_name",
     "train_batch_size", "train_samples_per_s_fp32", "train_samples_per_s_bf16",
     "train_peak_allocated_mb", "train_peak_reserved_mb", "static_mb",
     "infer_samples_per_s_bs1", "infer_samples_per_s_bs64", "infer_samples_per_s_bs256",
@@ -391,13 +391,15 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
     analytic = count_macs_analytic(model_name, n_channels, n_classes, res, settings)
     macs = {"batch": 1, "thop": count_macs_thop(model, example),
             "flopcounter": count_macs_flopcounter(model, example), "analytic": analytic["total"],
-            "analytic_breakdown": analytic,
+            "analytic_breakdown": analytic, "torchinfo_mult_adds": count_mult_adds_torchinfo(model, example),
             "method": "one forward pass at batch 1 on a CPU copy; MACs = FLOPs/2. thop: module hooks "
                       "(Linear/Conv, affine LayerNorm as 4 ops per element; no attention matmuls, FFT or "
                       "S4D kernel). flopcounter: torch FlopCounterMode with SDPA on its math backend "
                       "(attention matmuls and S4D's kernel bmm counted; FFT 0). analytic: "
                       "ssmvit.macs.count_macs_analytic (matmuls, attention, FFTs at 2.5 n log2 n FLOPs per "
-                      "real FFT, S4D kernel generation once per forward)."}
+                      "real FFT, S4D kernel generation once per forward). torchinfo_mult_adds: torchinfo's \"Total mult-adds\" "
+                      "(the seed study's column; a Linear on a sequence charged once per sample, bias adds counted, "
+                      "tensor functions not counted): not a MAC count."}
 
     model.to(dev)
     lr = float(cfg["models"][model_name]["lr"])
@@ -485,6 +487,7 @@ def profile_to_row(profile: dict) -> dict:
         "n_channels": profile["n_channels"], "n_classes": profile["n_classes"], "params": profile["params"],
         "macs_thop": profile["macs"]["thop"], "macs_flopcounter": profile["macs"]["flopcounter"],
         "macs_analytic": profile["macs"]["analytic"],
+        "macs_torchinfo": profile["macs"]["torchinfo_mult_adds"],
         "device_type": env["device_type"], "device_name": env["device_name"],
         "train_batch_size": train["batch_size"],
         "train_samples_per_s_fp32": _cell(fp32, "samples_per_s_median"),

@@ -11,6 +11,7 @@ rule aggregate:
         histories=paths.study_files(config, paths.HISTORY),
         logits=paths.study_files(config, paths.TEST_LOGITS),
         profiles=paths.study_files(config, paths.PROFILE),
+        seed_study=paths.SEED_STUDY,
     output:
         **{t.split(".")[0]: out(paths.AGGREGATE.format(table=t)) for t in paths.AGGREGATE_TABLES if t not in TABLES},
         **{
@@ -29,7 +30,8 @@ rule aggregate:
         out_dir=lambda wildcards, output: os.path.dirname(output.runs),
     shell:
         # The inputs are the study's files, which `ssmvit aggregate` reads by default (as under DVC).
-        "ssmvit aggregate --out-dir {params.out_dir:q} --settings {params.settings:q} > {log:q} 2>&1"
+        "ssmvit aggregate --out-dir {params.out_dir:q} --seed-study {input.seed_study:q}"
+        " --settings {params.settings:q} > {log:q} 2>&1"
 
 
 rule plot:
