@@ -501,7 +501,7 @@ def efficiency_table(inp: Inputs) -> str:
 # ---------------------------------------------------------------- the seed study, claim by claim
 
 _SEED_QUANTITY = {"params": "Params", "mult_adds": "Mult-Adds", "peak_vram_mb": "Peak VRAM (MB)",
-                  "throughput_samples_s": "Throughput (samples/s)"}
+                  "throughput_samples_s": "Samples/s"}
 
 
 def _seed_value(quantity: str, value) -> str:
@@ -530,26 +530,26 @@ def seed_claims_tables(inp: Inputs) -> str:
               "and throughput of a training step at the study's batch size in fp32 (the seed's regime) and under "
               "bf16 autocast (eager, without the compiled fast path the runs trained with), and of inference in "
               "fp32 at the same batch. The seed names no GPU, batch size or phase, so those absolute values are "
-              "shown, not judged.}",
+              "shown, not judged (not comparable).}",
               "\\label{tab:seedfigures}",
-              "\\begin{tabular}{llrrrrlp{4.3cm}}", "\\toprule",
-              "& & & \\multicolumn{3}{c}{ours} & & \\\\ \\cmidrule(lr){4-6}",
-              "Configuration & Quantity & Seed & train fp32 & train bf16 & infer fp32 & Verdict & Why \\\\",
-              "\\midrule"]
+              "\\begin{tabular}{lrrrrlp{5.6cm}}", "\\toprule",
+              "& & \\multicolumn{3}{c}{ours} & & \\\\ \\cmidrule(lr){3-5}",
+              "Quantity & Seed & train fp32 & train bf16 & infer fp32 & Verdict & Why \\\\"]
     last = None
     for _, r in fig.iterrows():
         conf = (r["dataset"], int(r["resolution"]), r["model"])
-        if last is not None and conf != last:
-            lines.append("\\addlinespace")
-        cell = (f"{tex_escape(dataset_label(r['dataset']))} {int(r['resolution'])}$\\times${int(r['resolution'])} "
-                f"{tex_escape(model_label(r['model']))}") if conf != last else ""
+        if conf != last:  # one header line per configuration
+            lines += ["\\midrule", f"\\multicolumn{{7}}{{l}}{{\\textbf{{{tex_escape(dataset_label(r['dataset']))} "
+                                     f"{int(r['resolution'])}$\\times${int(r['resolution'])}, "
+                                     f"{tex_escape(model_label(r['model']))}}}}} \\\\"]
         last = conf
         q = r["quantity"]
         ours = [_seed_value(q, r.get(reg)) for reg in ("train_fp32", "train_bf16", "infer_fp32")]
         if q in ("params", "mult_adds"):
             ours = [f"\\multicolumn{{3}}{{c}}{{{ours[0]}}}"]
-        lines.append(" & ".join([cell, _SEED_QUANTITY[q], _seed_value(q, r["seed"]), *ours, tex_escape(r["verdict"]),
-                                 tex_escape(r["reason"]) if not is_missing(r.get("reason")) else ""]) + " \\\\")
+        why = "" if r["verdict"] == "not comparable" or is_missing(r.get("reason")) else tex_escape(r["reason"])
+        lines.append(" & ".join([_SEED_QUANTITY[q], _seed_value(q, r["seed"]), *ours, tex_escape(r["verdict"]), why])
+                     + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
 
     claims = t[t["kind"] == "claim"]
@@ -569,9 +569,10 @@ def seed_claims_tables(inp: Inputs) -> str:
         cells = ["--" if math.isnan(v) else f"{v:.2f}$\\times$" for v in vals]
         if r["quantity"] in ("params", "mult_adds"):
             cells = [f"\\multicolumn{{3}}{{c}}{{{cells[0]}}}"]
+        # the ratios are in the columns; only the Mult-Adds claims need words (which counter)
+        why = tex_escape(r["reason"]) if r["quantity"] == "mult_adds" and not is_missing(r.get("reason")) else ""
         lines.append(" & ".join([tex_escape(r["claim"]), f"{to_float(r['seed']):.2f}$\\times$", *cells,
-                                 tex_escape(r["verdict"]),
-                                 tex_escape(r["reason"]) if not is_missing(r.get("reason")) else ""]) + " \\\\")
+                                 tex_escape(r["verdict"]), why]) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
     return "\n".join(lines) + "\n"
 
