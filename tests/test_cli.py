@@ -24,7 +24,7 @@ RUN = ["--model", "s4d", "--dataset", "organamnist", "--res", "28"]
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["train", "--model", "resnet", "--dataset", "organamnist", "--res", "28"], "unknown model 'resnet'; valid choices: vit, s4d"),
+    (["train", "--model", "mamba", "--dataset", "organamnist", "--res", "28"], "unknown model 'mamba'; valid choices: vit, s4d, resnet18"),
     (["train", "--model", "s4d", "--dataset", "organmnist", "--res", "28"], "unknown dataset 'organmnist'; did you mean 'organamnist'?"),
     (["train", "--model", "s4d", "--dataset", "chestmnist", "--res", "28"], "chestmnist is multi-label, binary-class"),
     (["train", "--model", "s4d", "--dataset", "organmnist3d", "--res", "28"], "organmnist3d is a 3D dataset"),

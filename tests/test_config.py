@@ -23,7 +23,7 @@ def test_repo_config_is_the_seed_study():
     cfg = load([REPO_CONFIG])
     assert cfg["study"]["datasets"] == ["organamnist", "dermamnist", "pathmnist"]
     assert cfg["study"]["resolutions"] == [28, 64]
-    assert cfg["study"]["models"] == ["vit", "s4d"]
+    assert cfg["study"]["models"] == ["vit", "s4d", "resnet18"]  # the seed's two, and the field's baseline
     assert cfg["train"]["batch_size"] == 64 and cfg["train"]["epochs"] == 5
     assert cfg["train"]["weight_decay"] == 0.01 and cfg["train"]["scheduler"] == "cosine"
     assert model_settings(cfg, "s4d", 1)["d_model"] == 128
@@ -33,7 +33,7 @@ def test_repo_config_is_the_seed_study():
     assert cfg["outdir"] == "build/default"  # the default study never writes the committed results
 
 
-def test_every_default_lives_in_the_schema_and_satisfies_it():
+def test_every_default_lives_in_the_schema_or_its_model_file_and_satisfies_it():
     d = defaults()
     assert resolve({}) == resolve(d)  # filling in defaults changes nothing when they are all given
     assert d["train"]["fast_path"]["compile"] is True and d["models"]["s4d"]["ssm_lr"] == 1e-3
@@ -70,7 +70,8 @@ def write(tmp_path, obj):
     ({"train": {"epoch": 1}}, "unknown config key 'train.epoch'"),
     ({"study": {"datasets": ["organmnist"]}}, "unknown dataset 'organmnist'; did you mean 'organamnist'?"),
     ({"study": {"datasets": ["chestmnist"]}}, "multi-label"),
-    ({"study": {"models": ["resnet"]}}, "unknown model 'resnet'; valid choices: vit, s4d"),
+    ({"study": {"models": ["mamba"]}}, "unknown model 'mamba'; valid choices: vit, s4d, resnet18"),
+    ({"study": {"models": ["resnet"]}}, "unknown model 'resnet'; did you mean 'resnet18'?"),
     ({"study": {"resolutions": [32]}}, "valid choices: 28, 64, 128, 224"),
     ({"study": {"datasets": ["organamnist"], "profile_only": ["organamnist"]}}, "list each dataset once"),
     ({"train": {"epochs": 0}}, "out of range"),

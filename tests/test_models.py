@@ -39,14 +39,24 @@ def test_parameter_counts_exact_formula():
     assert count_params(study_model("s4d", "organamnist", 28)) == s4d == 201_355
 
 
-@pytest.mark.parametrize("name", ["vit", "s4d"])
+def test_resnet18_is_torchvisions_resnet18_with_medmnists_small_image_stem():
+    # torchvision's resnet18 (3 channels, 1000 classes) has 11,689,512 parameters with its 7x7 stem (9,408);
+    # the 3x3 stem has 1,728. With 1 channel and 11 classes: stem 576, head 512 * 11 + 11.
+    assert count_params(build_model("resnet18", 3, 1000, 224)) == 11_689_512 - 9_408 + 1_728
+    assert count_params(study_model("resnet18", "organamnist", 28)) == 11_689_512 - 9_408 + 576 - 513_000 + 5_643
+    m = build_model("resnet18", 1, 11, 28).eval()
+    features = m.stem(torch.randn(1, 1, 28, 28))
+    assert features.shape == (1, 64, 28, 28)  # no stride, no max-pool: the 28x28 map survives the stem
+
+
+@pytest.mark.parametrize("name", ["vit", "s4d", "resnet18"])
 @pytest.mark.parametrize("channels, res", [(1, 28), (3, 64)])
 def test_forward_shapes(name, channels, res):
     torch.manual_seed(0)
     settings = {"vit": dict(embed_dim=32, depth=2, num_heads=4, mlp_dim=64),
-                "s4d": dict(d_model=16, n_layers=2, d_state=8)}[name]
+                "s4d": dict(d_model=16, n_layers=2, d_state=8), "resnet18": dict(width=4)}[name]
     m = build_model(name, channels, 5, res, **settings)
-    x = torch.randn(3, channels, res, res) if name == "vit" else torch.randn(3, res * res, channels)
+    x = torch.randn(3, res * res, channels) if name == "s4d" else torch.randn(3, channels, res, res)
     out = m(x)
     assert out.shape == (3, 5) and torch.isfinite(out).all()
 

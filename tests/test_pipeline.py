@@ -125,7 +125,7 @@ def test_full_study_dry_run_lists_every_job():
 
 @pytest.mark.parametrize("bad, needle", [
     ({"train": {"epochz": 1}}, "unknown config key 'train.epochz'"),
-    ({"study": {"models": ["resnet"]}}, "unknown model 'resnet'"),
+    ({"study": {"models": ["mamba"]}}, "unknown model 'mamba'"),
     ({"study": {"datasets": ["organmnist"]}}, "did you mean 'organamnist'?"),
     ({"train": {"batch_size": 0}}, "train.batch_size"),
     ({"train": {"epochs": "many"}}, "train.epochs"),

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from .catalog import check_choice, check_dataset
+from .catalog import check_dataset
 from .errors import UserError
 
 DEFAULT_CONFIG_FILE = "config.yaml"
@@ -32,8 +32,18 @@ def _schema_text() -> str:
     return resources.files(__package__).joinpath("config.schema.yaml").read_text()
 
 
+@cache
+def _schema() -> dict:
+    from .models import settings_schema
+
+    tree = yaml.safe_load(_schema_text())
+    tree["properties"]["models"]["properties"] = settings_schema()  # each model file's SETTINGS
+    return tree
+
+
 def schema() -> dict:
-    return yaml.safe_load(_schema_text())
+    """The config's JSON schema, with every registered model's settings under ``models``."""
+    return copy.deepcopy(_schema())
 
 
 def _defaults_of(node: dict):
@@ -48,7 +58,9 @@ def defaults() -> dict:
 
 
 def known_models() -> tuple[str, ...]:
-    return tuple(schema()["properties"]["models"]["properties"])
+    from .models import MODELS
+
+    return tuple(MODELS)
 
 
 # ---------------------------------------------------------------- reading
@@ -239,16 +251,10 @@ def resolve(mapping: dict) -> dict:
     both = sorted(set(study["datasets"]) & set(study["profile_only"]))
     if both:
         raise UserError(f"study.profile_only lists {', '.join(both)}, which study.datasets trains; list each dataset once")
+    from .models import entry
+
     for name in study["models"]:
-        check_choice("model", name, known_models())
-    if "vit" in study["models"]:
-        vit = cfg["models"]["vit"]
-        bad = [r for r in study["resolutions"] if r % vit["patch_size"]]
-        if bad:
-            raise UserError(f"models.vit.patch_size={vit['patch_size']} does not divide resolution(s) {bad}; "
-                            "choose a patch size that divides every resolution")
-        if vit["embed_dim"] % vit["num_heads"]:
-            raise UserError("models.vit.embed_dim must be divisible by models.vit.num_heads")
+        entry(name).check(cfg["models"][name], study)  # an unknown name: "did you mean"
     return cfg
 
 
@@ -306,12 +312,7 @@ def from_settings(text: str) -> dict:
 
 
 def model_settings(cfg: dict, model: str, n_channels: int) -> dict:
-    """The keyword arguments that build ``model`` for data with ``n_channels``."""
-    check_choice("model", model, known_models())
-    m = dict(cfg["models"][model])
-    m.pop("lr", None)
-    if model == "s4d":
-        m.pop("ssm_lr", None)
-        d_gray, d_rgb = m.pop("d_model_grayscale"), m.pop("d_model_rgb")
-        m["d_model"] = d_gray if n_channels == 1 else d_rgb
-    return m
+    """The keyword arguments that build ``model`` for data with ``n_channels`` (its registry entry says how)."""
+    from .models import entry
+
+    return entry(model).kwargs(cfg["models"][model], n_channels)

@@ -33,10 +33,14 @@ import numpy as np
 import pandas as pd
 
 from .fileio import atomic_path, write_json
+from .models import MODELS
 
-MODEL_LABELS = {"vit": "ViT", "s4d": "S4D"}
-MODEL_ORDER = ["vit", "s4d"]
-MODEL_COLORS = {"vit": "#1f77b4", "s4d": "#d62728"}
+# Models in registry order (ssmvit.models), each with its own colour from the Okabe-Ito palette
+# (colourblind-safe; the first three also differ in grayscale brightness).
+OKABE_ITO = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+MODEL_LABELS = {name: e.label for name, e in MODELS.items()}
+MODEL_ORDER = list(MODELS)
+MODEL_COLORS = {name: OKABE_ITO[i % len(OKABE_ITO)] for i, name in enumerate(MODELS)}
 DATASET_MARKERS = ["o", "s", "^", "D", "v", "P"]
 DATASET_LINESTYLES = ["-", "--", ":", "-."]
 MAC_COUNTS = [("macs_thop", "thop"), ("macs_flopcounter", "FlopCounter"), ("macs_analytic", "analytic")]

@@ -37,6 +37,7 @@ from pathlib import Path
 import pandas as pd
 
 from .fileio import write_text
+from .models import MODELS
 from .plots import (
     MAC_COUNTS,
     batch_columns,
@@ -707,6 +708,12 @@ def setup_text(inp: Inputs, M: Macros) -> str:
                      f"grayscale and $H={ms['d_model_rgb']}$ for RGB data, state size $N={ms['d_state']}$ "
                      f"({int(ms['d_state']) // 2} complex conjugate pairs), dropout {fmt_sci(ms['dropout'])}{dt_text}; "
                      f"the pixel sequence has length {lens}.")
+    for name in models:  # any other registered model: its own description and settings
+        if name in ("vit", "s4d") or name not in MODELS:
+            continue
+        given = ", ".join(f"{k} {v}" for k, v in cfg["models"][name].items() if k != "lr")
+        mtext.append(f"{tex_escape(MODELS[name].label)}: {tex_escape(MODELS[name].description)}"
+                     + (f" ({tex_escape(given)})." if given else "."))
     out.append(" ".join(mtext))
 
     # training
@@ -715,6 +722,8 @@ def setup_text(inp: Inputs, M: Macros) -> str:
         lrs.append(f"{fmt_sci(mv['lr'])} for ViT")
     if "s4d" in models:
         lrs.append(f"{fmt_sci(ms['lr'])} for S4D")
+    lrs += [f"{fmt_sci(cfg['models'][m]['lr'])} for {tex_escape(model_label(m))}" for m in models
+            if m not in ("vit", "s4d") and m in cfg["models"]]
     sched = ("a cosine schedule annealed per step to zero over the whole run" if tr["scheduler"] == "cosine"
              else "a constant learning rate")
     seeds = [int(s) for s in st["seeds"]]
@@ -749,6 +758,9 @@ def setup_text(inp: Inputs, M: Macros) -> str:
         M.add("LrViT", fmt_sci(mv["lr"]))
     if "s4d" in models:
         M.add("LrSFourD", fmt_sci(ms["lr"]))
+    for m in models:
+        if m not in ("vit", "s4d") and m in cfg["models"]:
+            M.add(f"Lr{model_tag(m)}", fmt_sci(cfg["models"][m]["lr"]))
     return "\n\n".join(out) + "\n"
 
 

@@ -1,6 +1,31 @@
-"""Model registry: a name in the config -> a builder, and what input layout it reads."""
+"""Model registry: every module in this package that names a model is one.
+
+To add a model, add one file here and one entry to the study's config
+(``models.<name>: {...}`` and the name in ``study.models``). The file defines:
+
+  NAME            the name in the config (``study.models``, ``models.<NAME>``)
+  LABEL           how tables and figures name it
+  INPUT_LAYOUT    "image": (B, C, H, W) floats; "sequence": raster-scanned (B, H*W, C)
+  DESCRIPTION     one line for the config schema and the paper
+  SETTINGS        JSON-schema properties of ``models.<NAME>`` with their defaults (the
+                  one place they live); ``lr`` is required, as training reads it
+  build(n_channels, n_classes, image_size, **kwargs) -> nn.Module
+
+and may define ORDER (its place in tables and figures; default after the others),
+``model_kwargs(settings, n_channels)`` (the constructor's keywords; default:
+the settings without ``lr``), and ``check(settings, study)`` (raise
+``UserError`` for settings that cannot build the model for the study).
+Everything else (training, evaluation, profiling, MAC counts, figures,
+tables) works from this entry.
+"""
 
 from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Callable
 
 import torch.nn as nn
 
@@ -9,16 +34,68 @@ from ..errors import UserError
 from .s4d import S4DClassifier, S4DKernel, S4DLayer
 from .vit import ViT
 
-# 'image': (B, C, H, W); 'sequence': raster-scanned (B, H*W, C).
-INPUT_LAYOUT = {"vit": "image", "s4d": "sequence"}
+LAYOUTS = ("image", "sequence")
+REQUIRED = ("NAME", "LABEL", "INPUT_LAYOUT", "DESCRIPTION", "SETTINGS", "build")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    label: str
+    order: int
+    input_layout: str
+    description: str
+    settings: dict
+    build: Callable[..., nn.Module]
+    module: ModuleType
+
+    def kwargs(self, settings: dict, n_channels: int) -> dict:
+        if hasattr(self.module, "model_kwargs"):
+            return self.module.model_kwargs(dict(settings), n_channels)
+        return {k: v for k, v in settings.items() if k != "lr"}
+
+    def check(self, settings: dict, study: dict) -> None:
+        if hasattr(self.module, "check"):
+            self.module.check(settings, study)
+
+
+def _discover() -> dict[str, ModelEntry]:
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if not hasattr(module, "NAME"):
+            continue  # a helper module, not a model
+        missing = [k for k in REQUIRED if not hasattr(module, k)]
+        if missing or "lr" not in module.SETTINGS or module.INPUT_LAYOUT not in LAYOUTS:
+            raise UserError(f"ssmvit.models.{info.name} is not a complete model entry: it needs "
+                            f"{', '.join(REQUIRED)}, an 'lr' setting and INPUT_LAYOUT in {LAYOUTS}"
+                            + (f" (missing: {', '.join(missing)})" if missing else "")
+                            + "; see the docstring of ssmvit/models/__init__.py")
+        found.append(ModelEntry(module.NAME, module.LABEL, getattr(module, "ORDER", 1000), module.INPUT_LAYOUT,
+                                module.DESCRIPTION, module.SETTINGS, module.build, module))
+    found.sort(key=lambda e: (e.order, e.name))
+    return {e.name: e for e in found}
+
+
+MODELS: dict[str, ModelEntry] = _discover()
+INPUT_LAYOUT = {name: e.input_layout for name, e in MODELS.items()}
+
+
+def entry(name: str) -> ModelEntry:
+    check_choice("model", name, tuple(MODELS))
+    return MODELS[name]
+
+
+def settings_schema() -> dict:
+    """The JSON schema of the config's ``models`` section: one object per registered model."""
+    return {name: {"type": "object", "additionalProperties": False, "default": {}, "description": e.description,
+                   "properties": e.settings} for name, e in MODELS.items()}
 
 
 def build_model(name: str, n_channels: int, n_classes: int, image_size: int, **settings) -> nn.Module:
-    check_choice("model", name, tuple(INPUT_LAYOUT))
+    e = entry(name)
     try:
-        if name == "vit":
-            return ViT(n_channels, n_classes, image_size, **settings)
-        return S4DClassifier(n_channels, n_classes, **settings)
+        return e.build(n_channels, n_classes, image_size, **settings)
     except (MemoryError, RuntimeError) as exc:  # the allocator's refusal of absurd sizes, as one line
         if isinstance(exc, RuntimeError) and "alloc" not in str(exc).lower():
             raise
@@ -41,4 +118,5 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["ViT", "S4DClassifier", "S4DLayer", "S4DKernel", "build_model", "load_weights", "count_params", "INPUT_LAYOUT"]
+__all__ = ["MODELS", "ModelEntry", "entry", "settings_schema", "ViT", "S4DClassifier", "S4DLayer", "S4DKernel",
+           "build_model", "load_weights", "count_params", "INPUT_LAYOUT"]

@@ -14,6 +14,32 @@ import math
 import torch
 import torch.nn as nn
 
+# The model registry's entry (ssmvit.models): how the config names it, what it reads, its settings.
+NAME, LABEL, ORDER, INPUT_LAYOUT = "s4d", "S4D", 1, "sequence"
+DESCRIPTION = "the seed study's S4D: d_model 128 (grayscale) / 256 (RGB), 4 layers, d_state 64"
+SETTINGS = {  # JSON-schema properties of models.s4d, with their defaults
+    "lr": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 1.0e-2},
+    "ssm_lr": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 1.0e-3,
+               "description": "step, A and C train with min(lr, ssm_lr) and no weight decay, as in the S4 reference"},
+    "d_model_grayscale": {"type": "integer", "minimum": 1, "default": 128},
+    "d_model_rgb": {"type": "integer", "minimum": 1, "default": 256},
+    "n_layers": {"type": "integer", "minimum": 1, "default": 4},
+    "d_state": {"type": "integer", "minimum": 2, "multipleOf": 2, "default": 64},
+    "dropout": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.1},
+}
+OPTIMIZER_SETTINGS = ("lr", "ssm_lr")  # read by training, not by the model
+
+
+def model_kwargs(settings: dict, n_channels: int) -> dict:
+    """The constructor's keywords: the width for this many channels (the seed used 128 gray, 256 RGB)."""
+    kw = {k: v for k, v in settings.items() if k not in OPTIMIZER_SETTINGS}
+    d_gray, d_rgb = kw.pop("d_model_grayscale"), kw.pop("d_model_rgb")
+    return kw | {"d_model": d_gray if n_channels == 1 else d_rgb}
+
+
+def build(n_channels: int, n_classes: int, image_size: int, **settings) -> nn.Module:
+    return S4DClassifier(n_channels, n_classes, **settings)
+
 
 def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
     """``t`` in fp32 if it is in a lower precision (bf16/fp16 under autocast), else unchanged (fp64 stays)."""

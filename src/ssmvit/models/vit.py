@@ -12,6 +12,35 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import UserError
+
+# The model registry's entry (ssmvit.models): how the config names it, what it reads, its settings.
+NAME, LABEL, ORDER, INPUT_LAYOUT = "vit", "ViT", 0, "image"
+DESCRIPTION = "the seed study's ViT: patch 4, embed 768, 8 heads, 8 layers, MLP 256"
+SETTINGS = {  # JSON-schema properties of models.vit, with their defaults
+    "lr": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 1.0e-4},
+    "patch_size": {"type": "integer", "minimum": 1, "default": 4},
+    "embed_dim": {"type": "integer", "minimum": 1, "default": 768},
+    "depth": {"type": "integer", "minimum": 1, "default": 8},
+    "num_heads": {"type": "integer", "minimum": 1, "default": 8},
+    "mlp_dim": {"type": "integer", "minimum": 1, "default": 256},
+    "dropout": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.1},
+}
+
+
+def build(n_channels: int, n_classes: int, image_size: int, **settings) -> nn.Module:
+    return ViT(n_channels, n_classes, image_size, **settings)
+
+
+def check(settings: dict, study: dict) -> None:
+    """Settings that cannot build this model for the study, as one UserError line."""
+    bad = [r for r in study["resolutions"] if r % settings["patch_size"]]
+    if bad:
+        raise UserError(f"models.vit.patch_size={settings['patch_size']} does not divide resolution(s) {bad}; "
+                        "choose a patch size that divides every resolution")
+    if settings["embed_dim"] % settings["num_heads"]:
+        raise UserError("models.vit.embed_dim must be divisible by models.vit.num_heads")
+
 
 class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int, dropout: float):
