@@ -115,9 +115,9 @@ def command_args(cmd: str) -> tuple[str, dict, str | None]:
 
 def test_full_study_dry_run_lists_every_job():
     counts = jobs_planned(snakemake("-n --forceall --cores 1", REPO).stdout)
-    runs = 3 * 2 * 2 * 3  # datasets x resolutions x models x seeds of config.yaml
+    runs = 3 * 2 * 3 * 3  # datasets x resolutions x models (ViT, S4D, ResNet-18) x seeds of config.yaml
     assert counts["train"] == runs and counts["evaluate"] == runs
-    assert counts["profile"] == 3 * 2 * 2
+    assert counts["profile"] == 3 * 2 * 3
     assert counts["download"] == 3 * 2 and counts["preprocess"] == 3 * 2
     for rule in ("aggregate", "plot", "paper", "all"):
         assert counts[rule] == 1
