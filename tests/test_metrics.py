@@ -40,3 +40,23 @@ def test_auc_is_missing_not_zero_when_a_class_is_absent():
 def test_softmax_is_stable():
     p = softmax(np.array([[1000.0, 0.0], [0.0, 0.0]]))
     assert np.allclose(p, [[1, 0], [0.5, 0.5]])
+
+
+def test_seed_comparison_is_welchs_t_over_seeds_for_each_pair_of_models():
+    import pandas as pd
+
+    from ssmvit.aggregate import seed_comparison
+
+    accs = {"vit": [0.80, 0.82, 0.84], "s4d": [0.70, 0.71, 0.72], "resnet18": [0.90]}
+    runs = pd.DataFrame([{"dataset": "organamnist", "resolution": 28, "model": m, "seed": s, "acc": a}
+                         for m, v in accs.items() for s, a in enumerate(v)])
+    t = seed_comparison(runs, ["vit", "s4d", "resnet18"])
+    assert list(zip(t["model_a"], t["model_b"])) == [("vit", "s4d"), ("vit", "resnet18"), ("s4d", "resnet18")]
+    row = t.iloc[0]
+    # by hand: standard errors^2 0.0004/3 and 0.0001/3; t = 0.11 / sqrt(0.0005/3); Welch-Satterthwaite df
+    va, vb = 0.0004 / 3, 0.0001 / 3
+    assert row["diff_a_minus_b"] == pytest.approx(0.11)
+    assert row["welch_t"] == pytest.approx(0.11 / math.sqrt(va + vb))
+    assert row["welch_df"] == pytest.approx((va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2))
+    assert 0.003 < row["welch_p"] < 0.004  # two-sided, t = 8.52 on 2.94 df
+    assert t.iloc[1][["welch_t", "welch_p"]].isna().all()  # one ResNet-18 seed: no test, not a zero

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, run_ssmvit
+from ssmvit.aggregate import seed_comparison
 from ssmvit.config import resolve
 from ssmvit.report import write_all
 from ssmvit.seed_claims import read_seed_table, seed_claims
@@ -117,6 +118,7 @@ def make_inputs(root: Path, epochs: int = 7) -> dict:
                     row["infer_samples_per_s_bs1024"] = "OOM"
                 eff.append(row)
     pd.DataFrame(eff).to_csv(agg / "efficiency.csv", index=False)
+    seed_comparison(pd.DataFrame(runs), ["vit", "s4d"]).to_csv(agg / "seed_comparison.csv", index=False)
     seed_claims(read_seed_table(REPO / "paper/seed_study.csv"), pd.read_csv(agg / "efficiency.csv")).to_csv(
         agg / "seed_claims.csv", index=False)
 
@@ -247,10 +249,13 @@ def test_setup_changes_with_config(tmp_path):
 
 def test_missing_inputs_give_sentences(tmp_path):
     p = make_inputs(tmp_path)
-    for name in ("paired.csv", "efficiency.csv", "provenance.json", "histories.csv", "seed_claims.csv"):
+    for name in ("paired.csv", "efficiency.csv", "provenance.json", "histories.csv", "seed_claims.csv",
+                 "seed_comparison.csv", "runs.csv"):
         (p["agg"] / name).unlink()
     write_all(p["config"], p["agg"], p["figures"], p["generated"])
     assert "claims are not checked here" in _read(p, "seed_claims.tex")
+    assert "No comparison across seeds" in _read(p, "seed_comparison_table.tex")
+    assert "NumRunsBestLast" not in _read(p, "macros.tex")  # main.tex then says nothing about the budget
     assert "No paired comparison" in _read(p, "paired_table.tex")
     assert "not available" in _read(p, "efficiency_table.tex")
     assert "not available" in _read(p, "reproducibility.tex")
@@ -264,10 +269,11 @@ def test_reproducibility(built):
     assert "3723.5" in t or "3,723.5" in t or "1.03" in t
 
 
-def test_pdf_builds(built):
+def build_pdf(p) -> tuple[str, Path]:
+    """latexmk on the repository's main.tex over ``p``'s generated files; (the PDF's text, the build folder)."""
     if not shutil.which("latexmk") or not shutil.which("pdftotext"):
         pytest.skip("latexmk or pdftotext not installed")
-    paper = built["paper"]
+    paper = p["paper"]
     shutil.copy(REPO / "paper" / "main.tex", paper / "main.tex")
     shutil.copy(REPO / "paper" / "references.bib", paper / "references.bib")
     out = paper / "build"
@@ -276,13 +282,35 @@ def test_pdf_builds(built):
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     pdf = out / "main.pdf"
     assert pdf.exists()
-    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True).stdout
+    return subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True).stdout, out
+
+
+def test_the_training_budget_sentence_follows_the_best_epochs(tmp_path):
+    p = make_inputs(tmp_path, epochs=7)
+    runs = pd.read_csv(p["agg"] / "runs.csv")
+    runs["best_epoch"] = [3, 7] * (len(runs) // 2)  # half the runs still improving at the end
+    runs.to_csv(p["agg"] / "runs.csv", index=False)
+    write_all(p["config"], p["agg"], p["figures"], p["generated"])
+    text = " ".join(build_pdf(p)[0].split())
+    assert "In 4 of the 8 runs the best validation accuracy came in the last of the 7 epochs" in text
+    runs["best_epoch"] = 6
+    runs.to_csv(p["agg"] / "runs.csv", index=False)
+    write_all(p["config"], p["agg"], p["figures"], p["generated"])
+    text = " ".join(build_pdf(p)[0].split())
+    assert "Every run reached its best validation accuracy before its last epoch" in text
+    assert "still improving" not in text
+
+
+def test_pdf_builds(built):
+    text, out = build_pdf(built)
     assert "0.912" in text and "0.004" in text
     assert "needs download" in text
     # the seed study, claim by claim: its figures as printed beside ours, each claim with a verdict
     assert "The seed study, claim by claim" in text and "103.57" in text and "1,766" in text
     assert "Claim of the seed study" in text and "not reproduced" in text and "nanx" not in text
     assert "not measured" in text  # a CPU profile has no VRAM: said so, not "not in this study"
+    # across seeds (Welch), and the training budget read from the best epochs: every run here peaks last
+    assert "Welch" in text and "In 8 of the 8 runs the best validation accuracy came in the last" in " ".join(text.split())
     log = (out / "main.log").read_text(errors="replace")
     assert "Citation" not in log or "undefined" not in log
     assert "There were undefined references" not in log

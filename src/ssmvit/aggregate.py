@@ -12,6 +12,7 @@ can label upsampled, synthetic or missing data where it appears.
   seed_claims.csv the seed study's table and claims beside ours, with verdicts (ssmvit.seed_claims)
   paired.csv      ViT vs S4D on the same test images: McNemar's exact test and a
                   paired bootstrap interval of the accuracy difference
+  seed_comparison.csv  each pair of models across training seeds: Welch's t-test on test accuracy
 """
 
 from __future__ import annotations
@@ -167,6 +168,38 @@ def paired_comparison(logit_files, n_boot: int = 2000, seed: int = 0) -> pd.Data
                      "ci95_low": float(np.quantile(diffs, 0.025)), "ci95_high": float(np.quantile(diffs, 0.975)),
                      "only_vit_right": only_vit, "only_s4d_right": only_s4d,
                      "mcnemar_p": mcnemar_exact_p(only_vit, only_s4d)})
+    return pd.DataFrame(rows)
+
+
+def seed_comparison(runs: pd.DataFrame, models=()) -> pd.DataFrame:
+    """Each pair of models per (dataset, res), compared across training seeds: Welch's t-test on test accuracy.
+
+    The seeds are the replicates here (each run a draw of initialisation, shuffling and dropout), so this
+    asks whether the difference survives training noise, which McNemar and the bootstrap over test images
+    (``paired_comparison``) cannot. No pairing of seeds is assumed. Needs at least 2 seeds per model.
+    """
+    from scipy import stats
+
+    if runs.empty:
+        return pd.DataFrame()
+    order = list(models) or sorted(runs["model"].unique())
+    rows = []
+    for (dataset, res), g in runs.groupby(["dataset", "resolution"], sort=True):
+        present = [m for m in order if m in set(g["model"])]
+        for i, a in enumerate(present):
+            for b in present[i + 1:]:
+                xa, xb = g[g["model"] == a]["acc"].to_numpy(float), g[g["model"] == b]["acc"].to_numpy(float)
+                row = {"dataset": dataset, "resolution": int(res), "model_a": a, "model_b": b,
+                       "n_seeds_a": len(xa), "n_seeds_b": len(xb), "acc_mean_a": xa.mean(), "acc_mean_b": xb.mean(),
+                       "diff_a_minus_b": xa.mean() - xb.mean(), "welch_t": np.nan, "welch_df": np.nan,
+                       "welch_p": np.nan}
+                if len(xa) >= 2 and len(xb) >= 2:
+                    va, vb = xa.var(ddof=1) / len(xa), xb.var(ddof=1) / len(xb)
+                    if va + vb > 0:
+                        test = stats.ttest_ind(xa, xb, equal_var=False)
+                        row.update(welch_t=float(test.statistic), welch_p=float(test.pvalue),
+                                   welch_df=float((va + vb) ** 2 / (va ** 2 / (len(xa) - 1) + vb ** 2 / (len(xb) - 1))))
+                rows.append(row)
     return pd.DataFrame(rows)
 
 

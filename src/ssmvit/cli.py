@@ -269,6 +269,7 @@ def do_aggregate(cfg, args) -> None:
     write_json(out / "summary.json", aggregate.summary_metrics(accuracy))
     write_csv(out / "histories.csv", aggregate.collect_histories(files["histories"]))
     write_csv(out / "paired.csv", aggregate.paired_comparison(files["logits"]))
+    write_csv(out / "seed_comparison.csv", aggregate.seed_comparison(runs, st["models"]))
     efficiency = aggregate.efficiency_table(files["profiles"])
     write_csv(out / "efficiency.csv", efficiency)
     write_csv(out / "seed_claims.csv", seed_claims(seed_table, efficiency))

@@ -39,8 +39,8 @@ COMPILE_CACHE = ".torchinductor-cache"
 # The small per-run and per-profile results (no checkpoints, no data): what a results bundle carries.
 SMALL_RESULTS = (METRICS, TRAIN_SUMMARY, HISTORY, TEST_LOGITS, CONFUSION, PROFILE)
 AGGREGATE_TABLES = (
-    "runs.csv", "accuracy.csv", "histories.csv", "paired.csv", "efficiency.csv", "seed_claims.csv", "provenance.json",
-    "summary.json")
+    "runs.csv", "accuracy.csv", "histories.csv", "paired.csv", "seed_comparison.csv", "efficiency.csv", "seed_claims.csv",
+    "provenance.json", "summary.json")
 # Inputs in the repository (not under outdir): the seed study's benchmark table as printed.
 SEED_STUDY = "paper/seed_study.csv"
 

@@ -13,6 +13,7 @@ Files written to ``out_dir`` (paper/generated):
   efficiency_table.tex Params, Mult-Adds (thop / FlopCounter / analytic), peak VRAM, throughput
   paired_table.tex     ViT−S4D accuracy difference, 95% bootstrap CI, McNemar p
   seed_claims.tex      the seed study's figures beside ours, and its claims with verdicts (seed_claims.csv)
+  seed_comparison_table.tex  each pair of models across training seeds, Welch's t (seed_comparison.csv)
   setup.tex            the experimental setup, written from the config
   reproducibility.tex  commit, hashes, device, software versions, wall time per stage
   figures.tex          \\FiguresCurves, \\FiguresConfusion, \\FiguresEfficiency, \\FiguresAccuracyCost
@@ -55,7 +56,7 @@ from .plots import (
 
 GENERATED_FILES = ("macros.tex", "accuracy_table.tex", "efficiency_table.tex", "paired_table.tex", "setup.tex",
                    "reproducibility.tex", "figures.tex", "results_text.tex", "discussion_text.tex",
-                   "limitations_text.tex", "seed_claims.tex")
+                   "limitations_text.tex", "seed_claims.tex", "seed_comparison_table.tex")
 ALPHA = 0.05  # significance level of the McNemar statements
 
 # ---------------------------------------------------------------- formatting
@@ -227,6 +228,7 @@ class Inputs:
         self.acc = read_csv(agg / "accuracy.csv")
         self.runs = read_csv(agg / "runs.csv")
         self.paired = read_csv(agg / "paired.csv")
+        self.seed_cmp = read_csv(agg / "seed_comparison.csv")
         self.eff = read_csv(agg / "efficiency.csv")
         self.seed = read_csv(agg / "seed_claims.csv")
         self.hist = read_csv(agg / "histories.csv")
@@ -330,6 +332,15 @@ class Inputs:
                 return bs, col
         return cols[-1]
 
+    def best_epochs(self, dataset, res, model) -> str:
+        """The best-on-validation epoch of each seed's run, in seed order ("5,5,4"), or -- if unknown."""
+        if self.runs is None or "best_epoch" not in self.runs.columns:
+            return "--"
+        r = self.runs[(self.runs["dataset"] == dataset) & (self.runs["resolution"].astype(int) == int(res))
+                      & (self.runs["model"] == model)].sort_values("seed")
+        eps = [int(v) for v in r["best_epoch"] if not math.isnan(to_float(v))]
+        return ",".join(map(str, eps)) if eps else "--"
+
     def seeds_of(self, dataset, res, model) -> int:
         r = self.acc_row(dataset, res, model)
         return 0 if r is None else int(to_float(r.get("n_seeds")))
@@ -363,15 +374,16 @@ def accuracy_table(inp: Inputs) -> str:
         "\\begin{table}[htbp]", "\\centering", "\\small",
         "\\caption{Test accuracy (ACC) and area under the ROC curve (AUC), mean $\\pm$ sample standard deviation "
         "over seeds (column Seeds; a single seed has no deviation). Each run is evaluated with its "
-        "best-on-validation checkpoint. The last two columns are the MedMNIST v2 ResNet-18 (28) test results "
+        "best-on-validation checkpoint; Best ep.: the epoch of that checkpoint in each seed's run, of "
+        f"{int(inp.cfg['train']['epochs'])}. The last two columns are the MedMNIST v2 ResNet-18 (28) test results "
         "\\citep{yang2023medmnist}, trained on the official 28$\\times$28 images by its authors, printed "
         "for reference only.}",
         "\\label{tab:accuracy}",
-        "\\begin{tabular}{lllccccc}",
+        "\\begin{tabular}{lllcccccc}",
         "\\toprule",
-        "Dataset & Res. & Model & Seeds & ACC & AUC & \\multicolumn{2}{c}{ResNet-18 (28) ref.} \\\\",
-        "\\cmidrule(lr){7-8}",
-        " & & & & & & ACC & AUC \\\\",
+        "Dataset & Res. & Model & Seeds & Best ep. & ACC & AUC & \\multicolumn{2}{c}{ResNet-18 (28) ref.} \\\\",
+        "\\cmidrule(lr){8-9}",
+        " & & & & & & & ACC & AUC \\\\",
         "\\midrule",
     ]
     first = True
@@ -397,11 +409,12 @@ def accuracy_table(inp: Inputs) -> str:
             if str(r["status"]) != "ok":
                 any_nd = True
                 status = tex_escape(r["status"])
-                lines.append(f"{dcell} & {rcell} & {mcell} & -- & \\multicolumn{{2}}{{c}}{{\\emph{{{status}}}}} & "
+                lines.append(f"{dcell} & {rcell} & {mcell} & -- & -- & \\multicolumn{{2}}{{c}}{{\\emph{{{status}}}}} & "
                              f"{ref_acc} & {ref_auc} \\\\")
             else:
                 n = int(to_float(r.get("n_seeds")))
-                lines.append(f"{dcell} & {rcell} & {mcell} & {n} & {fmt_pm(r['acc_mean'], r.get('acc_std'))} & "
+                lines.append(f"{dcell} & {rcell} & {mcell} & {n} & {inp.best_epochs(dname, res, r['model'])} & "
+                             f"{fmt_pm(r['acc_mean'], r.get('acc_std'))} & "
                              f"{fmt_pm(r['auc_mean'], r.get('auc_std'))} & {ref_acc} & {ref_auc} \\\\")
     lines += ["\\bottomrule", "\\end{tabular}"]
     notes = []
@@ -518,7 +531,7 @@ def seed_claims_tables(inp: Inputs) -> str:
     """The seed's figures beside ours and its claims with verdicts (results/aggregate/seed_claims.csv)."""
     if inp.seed is None:
         return ("% seed_claims.csv missing\n\\noindent\\emph{The seed study's claims are not checked here: "
-                "results/aggregate/seed_claims.csv was not found or is empty.}\n")
+                "results/aggregate/seed\\_claims.csv was not found or is empty.}\n")
     t = inp.seed
     device = inp.eff_device_text()
     lines = ["% Generated by ssmvit.report from results/aggregate/seed_claims.csv; do not edit."]
@@ -620,6 +633,56 @@ def paired_table(inp: Inputs) -> str:
             f"$^{{u}}$\\,{res_tex(r)} upsampled from {res_tex(s)}." for r, s in ups if s) + "}"]
     lines += ["\\end{table}"]
     return "\n".join(lines) + "\n"
+
+
+def seed_comparison_table(inp: Inputs) -> str:
+    """Each pair of models per dataset and resolution across training seeds (results/aggregate/seed_comparison.csv)."""
+    c = inp.seed_cmp
+    if c is None:
+        return ("% seed_comparison.csv missing\n\\noindent\\emph{No comparison across seeds is available: it needs "
+                "two models trained on the same data, and results/aggregate/seed\\_comparison.csv was not found or "
+                "is empty.}\n")
+    order = {d: i for i, d in enumerate(inp.datasets())}
+    c = c.assign(_d=c["dataset"].map(lambda d: order.get(d, 99))).sort_values(["_d", "resolution"], kind="stable")
+    lines = ["% Generated by ssmvit.report from results/aggregate/seed_comparison.csv; do not edit.",
+             "\\begin{table}[htbp]", "\\centering", "\\footnotesize", "\\setlength{\\tabcolsep}{4pt}",
+             "\\caption{Each pair of models compared across training seeds: mean test accuracy over the seeds of "
+             "each, their difference, and Welch's $t$-test (unequal variances; the seeds are the replicates, no "
+             "pairing of seeds assumed). Unlike McNemar's test and the bootstrap of Table~\\ref{tab:paired}, which "
+             "resample test images of one training run, this asks whether the difference survives training noise; "
+             "with few seeds it has little power. A dash: fewer than two seeds, or no spread.}",
+             "\\label{tab:seedcomparison}",
+             "\\begin{tabular}{llllrrrrr}", "\\toprule",
+             "Dataset & Res. & A & B & Seeds & ACC A & ACC B & A$-$B & Welch $p$ ($t$, df) \\\\", "\\midrule"]
+    prev = None
+    for _, r in c.iterrows():
+        d = str(r["dataset"])
+        if prev is not None and d != prev:
+            lines.append("\\midrule")
+        dcell = tex_escape(dataset_label(d)) if d != prev else ""
+        prev = d
+        res = int(r["resolution"])
+        rcell = str(res) + ("$^{u}$" if inp.fact(d, res).get("upsampled") else "")
+        p = to_float(r.get("welch_p"))
+        test = "--" if math.isnan(p) else (f"{fmt_p(p)} (${to_float(r['welch_t']):.1f}$, "
+                                           f"{to_float(r['welch_df']):.1f})")
+        seeds = f"{int(to_float(r['n_seeds_a']))}/{int(to_float(r['n_seeds_b']))}"
+        lines.append(f"{dcell} & {rcell} & {tex_escape(model_label(r['model_a']))} & "
+                     f"{tex_escape(model_label(r['model_b']))} & {seeds} & {fmt(r['acc_mean_a'])} & "
+                     f"{fmt(r['acc_mean_b'])} & ${fmt_signed(r['diff_a_minus_b'])}$ & {test} \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def _training_budget_macros(inp: Inputs, M: Macros) -> None:
+    """How many runs peaked in their last epoch: main.tex's under-training paragraph reads these."""
+    runs = inp.runs
+    if runs is None or "best_epoch" not in runs.columns:
+        return
+    best, last = runs["best_epoch"].map(to_float), runs["epochs"].map(to_float)
+    known = ~(best.isna() | last.isna())
+    M.add("NumRunsTrained", str(int(known.sum())))
+    M.add("NumRunsBestLast", str(int((best[known] == last[known]).sum())))
 
 
 # ---------------------------------------------------------------- setup (from the config)
@@ -1329,7 +1392,9 @@ def write_all(cfg: dict, aggregate_dir, figures_dir, out_dir, paper_dir=None) ->
         "discussion_text.tex": discussion_text(inp, M),
         "limitations_text.tex": limitations_text(inp, M),
         "seed_claims.tex": seed_claims_tables(inp),
+        "seed_comparison_table.tex": seed_comparison_table(inp),
     }
+    _training_budget_macros(inp, M)
     _efficiency_macros(inp, M)
     texts["macros.tex"] = M.render()
     written = []
