@@ -35,16 +35,24 @@ import pandas as pd
 from .fileio import atomic_path, write_json
 from .models import MODELS
 
-# Models in registry order (ssmvit.models), each with its own colour from the Okabe-Ito palette
-# (colourblind-safe; the first three also differ in grayscale brightness).
+# Models in registry order (ssmvit.models), each with its own colour and marker: Okabe-Ito colours
+# (colourblind-safe; the first three also differ in grayscale brightness) and distinct marker shapes,
+# so that a model stays recognisable in grayscale print.
 OKABE_ITO = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 MODEL_LABELS = {name: e.label for name, e in MODELS.items()}
 MODEL_ORDER = list(MODELS)
 MODEL_COLORS = {name: OKABE_ITO[i % len(OKABE_ITO)] for i, name in enumerate(MODELS)}
-DATASET_MARKERS = ["o", "s", "^", "D", "v", "P"]
+MODEL_MARKERS = {name: MARKERS[i % len(MARKERS)] for i, name in enumerate(MODELS)}
 DATASET_LINESTYLES = ["-", "--", ":", "-."]
 MAC_COUNTS = [("macs_thop", "thop"), ("macs_flopcounter", "FlopCounter"), ("macs_analytic", "analytic")]
-MAC_COLORS = ["#8da0cb", "#fc8d62", "#66c2a5"]
+MAC_COLORS = ["#BBBBBB", "#777777", "#222222"]  # three grays: the counters are ordered, not categories
+MAC_HATCHES = ["", "//", ""]
+
+# Print geometry: figures are drawn at the size the paper prints them (paper/main.tex: 1in margins on
+# letter paper, a 6.5in text width) and included unscaled, so a font size here is its size on paper.
+TEXT_WIDTH_IN = 6.5
+MIN_TEXT_PT = 7
 
 THROUGHPUT = "throughput.pdf"
 VRAM = "vram.pdf"
@@ -222,36 +230,86 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
-                         "xtick.labelsize": 7, "ytick.labelsize": 7, "figure.titlesize": 9,
-                         "pdf.fonttype": 42, "svg.hashsalt": "ssmvit", "axes.grid": True,
-                         "grid.alpha": 0.3, "grid.linewidth": 0.5})
+    plt.rcParams.update({"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": MIN_TEXT_PT,
+                         "legend.title_fontsize": MIN_TEXT_PT, "xtick.labelsize": MIN_TEXT_PT,
+                         "ytick.labelsize": MIN_TEXT_PT, "figure.titlesize": 9, "pdf.fonttype": 42,
+                         "svg.hashsalt": "ssmvit", "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.5,
+                         "lines.markersize": 5})
     return plt
 
 
+def new_figure(height_in: float, nrows: int = 1, ncols: int = 1, width_in: float = TEXT_WIDTH_IN, **kw):
+    """A figure of its printed size (constrained layout keeps everything inside it) and its axes grid."""
+    plt = _plt()
+    return plt.subplots(nrows, ncols, figsize=(width_in, height_in), squeeze=False, layout="constrained", **kw)
+
+
+def log_axis(ax, which: str = "y") -> None:
+    """A log axis whose ticks are labelled however narrow its range: 1-2-5 steps, plain numbers (10k, not 1e4)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
+
+    axis = ax.yaxis if which == "y" else ax.xaxis
+    (ax.set_yscale if which == "y" else ax.set_xscale)("log")
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: _plain_number(v)))
+    axis.set_minor_locator(NullLocator())
+    axis.set_minor_formatter(NullFormatter())
+
+
+def value_axis(ax, values, which: str = "y") -> None:
+    """Log scale (``log_axis``) for values spanning at least 4x, else linear: a narrow log axis shows no ticks."""
+    from matplotlib.ticker import FuncFormatter
+
+    vals = [v for v in values if v and v > 0 and not math.isnan(v)]
+    if vals and max(vals) / min(vals) >= 4:
+        log_axis(ax, which)
+    else:
+        (ax.yaxis if which == "y" else ax.xaxis).set_major_formatter(FuncFormatter(lambda v, _: _plain_number(v)))
+
+
+def _plain_number(v: float) -> str:
+    for div, unit in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:g}{unit}"
+    return f"{v:g}"
+
+
+def model_legend(fig, models, extra=(), ncol=None) -> None:
+    """One legend for the whole figure, below the axes (never on the data): each model's colour and marker."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=MODEL_COLORS.get(m), marker=MODEL_MARKERS.get(m, "o"), lw=1.3, label=model_label(m))
+               for m in models]
+    handles += list(extra)
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncol=ncol or min(len(handles), 6), frameon=False)
+
+
 def save_figure(fig, path) -> Path:
-    """Save ``fig`` as PDF to a temporary file beside ``path``, then rename it onto ``path``."""
+    """Save ``fig`` as PDF, at its own size (it is printed unscaled), to a temporary file, then rename it onto ``path``."""
     plt = _plt()
     path = Path(path)
     with atomic_path(path) as tmp:
         # No creation date in the metadata: the same inputs give the same bytes.
-        fig.savefig(tmp, format="pdf", bbox_inches="tight", metadata={"CreationDate": None})
+        fig.savefig(tmp, format="pdf", metadata={"CreationDate": None})
     plt.close(fig)
     return path
+
+
+def figure_width_in(fig) -> float:
+    return round(float(fig.get_size_inches()[0]), 3)
 
 
 # ---------------------------------------------------------------- figures
 
 def plot_curves(histories: pd.DataFrame, facts: dict, out_dir) -> list[dict]:
-    """One figure per dataset: rows = val acc / train loss, columns = resolutions."""
-    plt = _plt()
+    """One figure per dataset: rows = validation accuracy / training loss, columns = resolutions."""
     written = []
     if histories is None or not len(histories):
         return written
     for dataset, hd in histories.groupby("dataset", sort=True):
         resolutions = sorted(int(r) for r in hd["resolution"].unique())
-        fig, axes = plt.subplots(2, len(resolutions), figsize=(3.3 * len(resolutions) + 0.4, 4.6),
-                                 squeeze=False, sharex="col")
+        fig, axes = new_figure(4.4, 2, len(resolutions), sharex="col")
         seeds_used = {}
         for j, res in enumerate(resolutions):
             hr = hd[hd["resolution"] == res]
@@ -268,23 +326,23 @@ def plot_curves(histories: pd.DataFrame, facts: dict, out_dir) -> list[dict]:
                     g = hm.groupby("epoch")[col].agg(["mean", "min", "max"]).sort_index()
                     ax = axes[i, j]
                     color = MODEL_COLORS.get(model)
-                    ax.plot(g.index, g["mean"], marker="o", ms=3, lw=1.3, color=color,
-                            label=f"{model_label(model)} ({n_seeds} seed{'s' if n_seeds != 1 else ''})")
+                    ax.plot(g.index, g["mean"], marker=MODEL_MARKERS.get(model, "o"), ms=4, lw=1.3, color=color)
                     if n_seeds > 1:
                         ax.fill_between(g.index, g["min"], g["max"], color=color, alpha=0.2, lw=0)
-            axes[0, j].set_ylabel("validation accuracy" if j == 0 else "")
-            axes[1, j].set_ylabel("training loss" if j == 0 else "")
+            axes[0, j].set_ylabel("validation accuracy (fraction)")
+            axes[1, j].set_ylabel("training loss (cross-entropy)")
             axes[1, j].set_xlabel("epoch")
             axes[1, j].xaxis.get_major_locator().set_params(integer=True)
-        axes[0, 0].legend(loc="lower right")
-        band = "mean over seeds, band = min-max" if max(seeds_used.values() or [1]) > 1 else "one seed"
+        band = "mean over seeds, band: min-max" if max(seeds_used.values() or [1]) > 1 else "one seed"
         suffix = ", synthetic data" if any_synthetic(facts, dataset) else ""
         fig.suptitle(f"{dataset_label(dataset)}: training curves ({band}{suffix})")
-        fig.tight_layout()
+        models = sorted(seeds_used, key=model_sort_key)
+        model_legend(fig, models)
         name = curves_name(dataset)
+        width = figure_width_in(fig)
         save_figure(fig, Path(out_dir) / name)
         written.append({"file": name, "kind": "curves", "dataset": dataset, "resolutions": resolutions,
-                        "synthetic": any_synthetic(facts, dataset),
+                        "width_in": width, "synthetic": any_synthetic(facts, dataset),
                         "upsampled": [r for r in resolutions if (facts.get((dataset, r)) or {}).get("upsampled")],
                         "source_sizes": {str(r): (facts.get((dataset, r)) or {}).get("source_size") for r in resolutions},
                         "n_seeds": {m: int(n) for m, n in seeds_used.items()}})
@@ -310,8 +368,11 @@ def confusion_matrices(metrics_files) -> dict:
 
 
 def plot_confusions(runs: pd.DataFrame, matrices: dict, facts: dict, out_dir) -> list[dict]:
-    """One figure per (dataset, res): the models side by side, seed 0 or the first seed."""
-    plt = _plt()
+    """One figure per (dataset, res): the models side by side (seed 0, or the first seed).
+
+    Each row is normalised by its true class; a cell prints that share in percent, and each true class's
+    label carries its number of test images, so the counts can be read back.
+    """
     written = []
     if runs is None or not len(runs):
         return written
@@ -329,24 +390,20 @@ def plot_confusions(runs: pd.DataFrame, matrices: dict, facts: dict, out_dir) ->
         if not panels:
             continue
         k = max(len(p[2]) for p in panels)
-        side = max(3.2, 0.32 * k + 1.6)
-        fig, axes = plt.subplots(1, len(panels), figsize=(side * len(panels) + 1.0, side + 0.6), squeeze=False,
-                                 layout="constrained")
+        fig, axes = new_figure(min(8.5, 0.26 * k * max(1.0, len(panels) / 2) + 2.2), 1, len(panels), sharey=True)
         im = None
         for ax, (model, seed, cm, acc) in zip(axes[0], panels):
             counts = cm.to_numpy(dtype=float)
             support = counts.sum(axis=1, keepdims=True)
             with np.errstate(invalid="ignore", divide="ignore"):
                 norm = np.where(support > 0, counts / np.where(support > 0, support, 1), np.nan)
-            im = ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
+            im = ax.imshow(100 * norm, vmin=0, vmax=100, cmap="Blues")
             ax.grid(False)
-            true_names = [_short(c) for c in cm.index]
-            pred_names = [_short(c) for c in cm.columns]
-            ax.set_xticks(range(len(pred_names)), pred_names, rotation=60, ha="right")
-            ax.set_yticks(range(len(true_names)), true_names)
+            ax.set_xticks(range(len(cm.columns)), [_short(c, 14) for c in cm.columns], rotation=90)
+            ax.set_yticks(range(len(cm.index)), [f"{_short(c, 14)} (n={int(n)})" for c, n in zip(cm.index, support[:, 0])])
             ax.set_xlabel("predicted class")
             if ax is axes[0, 0]:
-                ax.set_ylabel("true class")
+                ax.set_ylabel("true class (test images)")
             acc_text = f", test ACC {acc:.3f}" if not math.isnan(acc) else ""
             ax.set_title(f"{model_label(model)} (seed {seed}{acc_text})")
             if norm.shape[0] <= 12:
@@ -354,16 +411,17 @@ def plot_confusions(runs: pd.DataFrame, matrices: dict, facts: dict, out_dir) ->
                     for j in range(norm.shape[1]):
                         v = norm[i, j]
                         if not np.isnan(v):
-                            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=5.5,
+                            ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=MIN_TEXT_PT,
                                     color="white" if v > 0.55 else "black")
-        fig.colorbar(im, ax=list(axes[0]), fraction=0.03, pad=0.01, shrink=0.85, label="fraction of true class")
+        fig.colorbar(im, ax=list(axes[0]), fraction=0.04, pad=0.02, shrink=0.6, label="share of the true class (%)")
         fact = facts.get((dataset, res))
         note = data_note(fact)
         fig.suptitle(f"{dataset_label(dataset)} {res_label(res, fact)}{', ' + note if note else ''}: "
-                     "test confusion matrices, normalised per true class")
+                     "test confusion matrices (% of each true class)")
         name = confusion_name(dataset, res)
+        width = figure_width_in(fig)
         save_figure(fig, Path(out_dir) / name)
-        written.append({"file": name, "kind": "confusion", "dataset": dataset, "resolution": res,
+        written.append({"file": name, "kind": "confusion", "dataset": dataset, "resolution": res, "width_in": width,
                         "models": [p[0] for p in panels], "seeds": {p[0]: p[1] for p in panels},
                         "synthetic": bool(note), "upsampled": bool((fact or {}).get("upsampled")),
                         "source_size": (fact or {}).get("source_size")})
@@ -392,26 +450,32 @@ def cpu_only(eff: pd.DataFrame) -> bool:
     return bool(len(eff)) and bool((eff["device_type"].astype(str).str.lower() == "cpu").all())
 
 
-def _series_style(eff: pd.DataFrame):
+def _dataset_styles(eff: pd.DataFrame) -> dict:
     datasets = sorted(eff["dataset"].astype(str).unique())
-    markers = {d: DATASET_MARKERS[i % len(DATASET_MARKERS)] for i, d in enumerate(datasets)}
-    styles = {d: DATASET_LINESTYLES[i % len(DATASET_LINESTYLES)] for i, d in enumerate(datasets)}
-    return datasets, markers, styles
+    return {d: DATASET_LINESTYLES[i % len(DATASET_LINESTYLES)] for i, d in enumerate(datasets)}
+
+
+def _dataset_handles(styles: dict) -> list:
+    from matplotlib.lines import Line2D
+
+    return [Line2D([], [], color="0.35", ls=ls, lw=1.3, label=dataset_label(d)) for d, ls in styles.items()]
+
+
+def _models_of(frame: pd.DataFrame) -> list[str]:
+    return sorted(frame["model"].astype(str).unique(), key=model_sort_key)
 
 
 def plot_throughput(eff: pd.DataFrame, out_dir) -> list[dict]:
-    plt = _plt()
     cols = batch_columns(eff)
     if not cols:
         return []
     resolutions = sorted(int(r) for r in eff["resolution"].unique())
-    datasets, markers, styles = _series_style(eff)
-    fig, axes = plt.subplots(1, len(resolutions), figsize=(3.4 * len(resolutions) + 0.4, 3.2), squeeze=False)
+    styles = _dataset_styles(eff)
+    fig, axes = new_figure(3.2, 1, len(resolutions))
     ooms = []
     any_point = False
     for ax, res in zip(axes[0], resolutions):
         er = eff[eff["resolution"] == res]
-        panel_ooms = []
         for _, r in er.sort_values(["dataset", "model"]).iterrows():
             xs, ys, oom_bs = [], [], []
             for bs, col in cols:
@@ -424,48 +488,40 @@ def plot_throughput(eff: pd.DataFrame, out_dir) -> list[dict]:
             model, dataset = str(r["model"]), str(r["dataset"])
             if xs:
                 any_point = True
-                ax.plot(xs, ys, marker=markers[dataset], ls=styles[dataset], ms=4, lw=1.2,
-                        color=MODEL_COLORS.get(model), label=f"{model_label(model)}, {dataset_label(dataset)}")
+                ax.plot(xs, ys, marker=MODEL_MARKERS.get(model, "o"), ls=styles[dataset], ms=4, lw=1.2,
+                        color=MODEL_COLORS.get(model))
             if oom_bs:
-                panel_ooms.append(f"{model_label(model)} {dataset_label(dataset)}: OOM at batch {', '.join(map(str, oom_bs))}")
                 ooms.append(f"{model_label(model)} {dataset_label(dataset)} {res}x{res}: OOM at batch {', '.join(map(str, oom_bs))}")
-        if panel_ooms:
-            ax.text(0.0, -0.30, "\n".join(panel_ooms), transform=ax.transAxes, fontsize=6, va="top")
         ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
         ax.set_xticks([bs for bs, _ in cols], [str(bs) for bs, _ in cols])
         ax.minorticks_off()
-        ax.set_title(f"{res}x{res} (sequence {res * res} pixels)")
-        ax.set_xlabel("batch size")
-    axes[0, 0].set_ylabel("inference throughput (samples/s)")
-    handles, labels = axes[0, -1].get_legend_handles_labels()
-    if handles:
-        axes[0, -1].legend(handles, labels, loc="upper left", fontsize=6)
+        log_axis(ax, "y")
+        ax.set_title(f"{res}x{res} (sequence of {res * res} pixels)")
+        ax.set_xlabel("batch size (images)")
+        ax.set_ylabel("inference throughput (images/s)")
     if not any_point:
-        plt.close(fig)
+        _plt().close(fig)
         return []
     fig.suptitle(f"Inference throughput vs batch size on {device_summary(eff)}")
-    fig.tight_layout()
+    model_legend(fig, _models_of(eff), _dataset_handles(styles))
+    width = figure_width_in(fig)
     save_figure(fig, Path(out_dir) / THROUGHPUT)
-    return [{"file": THROUGHPUT, "kind": "throughput", "batch_sizes": [bs for bs, _ in cols],
+    return [{"file": THROUGHPUT, "kind": "throughput", "batch_sizes": [bs for bs, _ in cols], "width_in": width,
              "cpu_only": cpu_only(eff), "ooms": ooms}]
 
 
 def plot_vram(eff: pd.DataFrame, out_dir) -> list[dict]:
     """Peak training VRAM vs resolution, beside peak host RSS (measured on any device)."""
-    plt = _plt()
-    datasets, markers, styles = _series_style(eff)
-    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.1), squeeze=False)
-    panels = [("train_peak_allocated_mb", "peak VRAM, training step (MB)", axes[0, 0]),
-              ("peak_rss_mb", "peak host RSS (MB)", axes[0, 1])]
+    styles = _dataset_styles(eff)
+    fig, axes = new_figure(3.2, 1, 2)
+    panels = [("train_peak_allocated_mb", "peak GPU memory, training step (MB)", axes[0, 0]),
+              ("peak_rss_mb", "peak host memory, RSS (MB)", axes[0, 1])]
     measured = {}
     ooms = []
+    res = sorted(int(r) for r in eff["resolution"].unique())
     for col, ylabel, ax in panels:
         n_points = 0
-        if col == "train_peak_allocated_mb" and cpu_only(eff):
-            col_ok = False
-        else:
-            col_ok = col in eff.columns
+        col_ok = col in eff.columns and not (col == "train_peak_allocated_mb" and cpu_only(eff))
         if col_ok:
             for (dataset, model), g in eff.groupby(["dataset", "model"], sort=True):
                 g = g.sort_values("resolution")
@@ -479,67 +535,71 @@ def plot_vram(eff: pd.DataFrame, out_dir) -> list[dict]:
                         ys.append(to_float(v))
                 if xs:
                     n_points += len(xs)
-                    ax.plot(xs, ys, marker=markers[str(dataset)], ls=styles[str(dataset)], ms=4, lw=1.2,
-                            color=MODEL_COLORS.get(model), label=f"{model_label(model)}, {dataset_label(dataset)}")
+                    ax.plot(xs, ys, marker=MODEL_MARKERS.get(str(model), "o"), ls=styles[str(dataset)], ms=4, lw=1.2,
+                            color=MODEL_COLORS.get(model))
         measured[col] = n_points > 0
         ax.set_xlabel("resolution (pixels per side)")
         ax.set_ylabel(ylabel)
         if n_points:
-            ax.set_yscale("log")
-            res = sorted(int(r) for r in eff["resolution"].unique())
+            value_axis(ax, [to_float(v) for v in eff[col]], "y")
             ax.set_xscale("log", base=2)
             ax.set_xticks(res, [str(r) for r in res])
             ax.minorticks_off()
-            ax.legend(fontsize=6)
         else:
             text = PLACEHOLDER_CPU if (col == "train_peak_allocated_mb" and cpu_only(eff)) else "not measured"
             ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=11, color="0.3")
             ax.set_xticks([])
             ax.set_yticks([])
             ax.grid(False)
-    if ooms:
-        axes[0, 0].text(0.0, -0.25, "OOM: " + "; ".join(ooms), transform=axes[0, 0].transAxes, fontsize=6, va="top")
     fig.suptitle(f"Peak memory vs resolution on {device_summary(eff)}")
-    fig.tight_layout()
+    model_legend(fig, _models_of(eff), _dataset_handles(styles))
+    width = figure_width_in(fig)
     save_figure(fig, Path(out_dir) / VRAM)
     return [{"file": VRAM, "kind": "vram", "cpu_only": cpu_only(eff), "vram_measured": measured["train_peak_allocated_mb"],
-             "rss_measured": measured["peak_rss_mb"], "ooms": ooms}]
+             "rss_measured": measured["peak_rss_mb"], "ooms": ooms, "width_in": width}]
 
 
 def plot_macs(eff: pd.DataFrame, out_dir) -> list[dict]:
-    plt = _plt()
+    """Horizontal bars: the three counts of every configuration, one panel per resolution."""
+    from matplotlib.patches import Patch
+
     present = [(c, lab) for c, lab in MAC_COUNTS if c in eff.columns]
     if not present:
         return []
-    rows = eff.sort_values(["dataset", "resolution", "model"], key=lambda s: s.map(model_sort_key) if s.name == "model" else s)
-    n = len(rows)
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.75 * n + 1.5), 3.4))
-    width = 0.8 / len(present)
+    resolutions = sorted(int(r) for r in eff["resolution"].unique())
+    n_rows = max(len(eff[eff["resolution"] == r]) for r in resolutions)
+    fig, axes = new_figure(0.32 * n_rows + 1.5, 1, len(resolutions), sharex=True)
+    height = 0.8 / len(present)
     any_bar = False
-    x = np.arange(n)
-    for k, ((col, lab), color) in enumerate(zip(present, MAC_COLORS)):
-        vals = np.array([to_float(v) for v in rows[col]])
-        pos = x - 0.4 + width * (k + 0.5)
-        ok = ~np.isnan(vals) & (vals > 0)
-        if ok.any():
-            any_bar = True
-        ax.bar(pos[ok], vals[ok], width=width, color=color, label=lab, edgecolor="black", lw=0.3)
-        for p in pos[~ok]:
-            ax.text(p, 0.02, "n/a", rotation=90, ha="center", va="bottom", fontsize=5.5,
-                    transform=ax.get_xaxis_transform())
+    for ax, res in zip(axes[0], resolutions):
+        rows = eff[eff["resolution"] == res].copy()
+        rows["_m"] = rows["model"].map(model_sort_key)
+        rows = rows.sort_values(["dataset", "_m"], ascending=[False, False])
+        y = np.arange(len(rows))
+        for k, ((col, lab), color, hatch) in enumerate(zip(present, MAC_COLORS, MAC_HATCHES)):
+            vals = np.array([to_float(v) for v in rows[col]])
+            pos = y + 0.4 - height * (k + 0.5)
+            ok = ~np.isnan(vals) & (vals > 0)
+            any_bar |= bool(ok.any())
+            ax.barh(pos[ok], vals[ok], height=height, color=color, hatch=hatch, edgecolor="black", lw=0.3)
+            for p in pos[~ok]:
+                ax.text(0.01, p, "n/a", ha="left", va="center", fontsize=MIN_TEXT_PT, transform=ax.get_yaxis_transform())
+        ax.set_yticks(y, [f"{dataset_label(r['dataset'])} {model_label(r['model'])}" for _, r in rows.iterrows()])
+        log_axis(ax, "x")
+        ax.grid(axis="y", visible=False)
+        ax.set_title(f"{res}x{res}")
+        ax.set_xlabel("Mult-Adds per image (log scale)")
+        ax.set_ylabel("configuration (dataset, model)")
     if not any_bar:
-        plt.close(fig)
+        _plt().close(fig)
         return []
-    ax.set_yscale("log")
-    ax.set_xticks(x, [f"{dataset_label(r['dataset'])}\n{int(r['resolution'])}x{int(r['resolution'])} {model_label(r['model'])}"
-                      for _, r in rows.iterrows()], fontsize=6)
-    ax.set_ylabel("Mult-Adds per image")
-    ax.legend(title="counter", fontsize=6, title_fontsize=6)
-    ax.grid(axis="x", visible=False)
-    ax.set_title("Mult-Adds of one forward pass, three counts per configuration")
-    fig.tight_layout()
+    fig.suptitle("Mult-Adds of one forward pass of one image, three counts per configuration")
+    fig.legend(handles=[Patch(facecolor=c, hatch=h, edgecolor="black", lw=0.3, label=lab)
+                        for (_, lab), c, h in zip(present, MAC_COLORS, MAC_HATCHES)],
+               loc="outside lower center", ncol=len(present), frameon=False, title="counter")
+    width = figure_width_in(fig)
     save_figure(fig, Path(out_dir) / MACS)
-    return [{"file": MACS, "kind": "macs", "counters": [lab for _, lab in present]}]
+    return [{"file": MACS, "kind": "macs", "counters": [lab for _, lab in present], "width_in": width}]
 
 
 def mac_choice(row) -> tuple[float, str]:
@@ -552,44 +612,48 @@ def mac_choice(row) -> tuple[float, str]:
 
 
 def _accuracy_scatter(acc: pd.DataFrame, xvals: dict, xlabel: str, title: str, facts: dict, out_path):
-    """Scatter of mean test accuracy (± std) against ``xvals[(dataset, res, model)]``."""
-    plt = _plt()
+    """Mean test accuracy (± std over seeds) against ``xvals[(dataset, res, model)]``, one panel per dataset.
+
+    Colour and marker: the model; hollow: upsampled inputs; the number beside a point: its resolution.
+    """
+    from matplotlib.lines import Line2D
+
     ok = acc[acc["status"] == "ok"]
-    datasets = sorted(ok["dataset"].astype(str).unique())
-    markers = {d: DATASET_MARKERS[i % len(DATASET_MARKERS)] for i, d in enumerate(datasets)}
-    fig, ax = plt.subplots(figsize=(4.6, 3.4))
-    n = 0
-    seen = set()
+    points = []
     for _, r in ok.iterrows():
         key = (str(r["dataset"]), int(r["resolution"]), str(r["model"]))
         x = xvals.get(key, float("nan"))
         y, e = to_float(r["acc_mean"]), to_float(r.get("acc_std"))
-        if math.isnan(x) or math.isnan(y) or x <= 0:
-            continue
-        n += 1
-        fact = facts.get((key[0], key[1])) or {}
-        upsampled = bool(fact.get("upsampled"))
-        color = MODEL_COLORS.get(key[2])
-        label = None
-        if (key[0], key[2]) not in seen:
-            seen.add((key[0], key[2]))
-            label = f"{model_label(key[2])}, {dataset_label(key[0])}"
-        ax.errorbar([x], [y], yerr=None if math.isnan(e) else [e], fmt=markers[key[0]], ms=5, capsize=2,
-                    color=color, mfc="white" if upsampled else color, label=label)
-        tag = f"{key[1]}" + (f" (up from {fact['source_size']})" if upsampled and fact.get("source_size") else "")
-        ax.annotate(tag, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=6)
-    if not n:
-        plt.close(fig)
-        return False
-    ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("test accuracy (mean ± std over seeds)")
-    suffix = " — synthetic data" if any_synthetic(facts) else ""
-    ax.set_title(title + suffix)
-    ax.legend(fontsize=6)
-    fig.tight_layout()
+        if not (math.isnan(x) or math.isnan(y) or x <= 0):
+            points.append((key, x, y, e))
+    if not points:
+        return None
+    datasets = sorted({k[0] for k, *_ in points})
+    fig, axes = new_figure(3.0, 1, len(datasets))
+    for ax, dataset in zip(axes[0], datasets):
+        mine = sorted((p for p in points if p[0][0] == dataset), key=lambda p: (model_sort_key(p[0][2]), p[0][1]))
+        for i, ((_, res, model), x, y, e) in enumerate(mine):
+            fact = facts.get((dataset, res)) or {}
+            color = MODEL_COLORS.get(model)
+            ax.errorbar([x], [y], yerr=None if math.isnan(e) else [e], fmt=MODEL_MARKERS.get(model, "o"), ms=6,
+                        capsize=2, color=color, mfc="white" if fact.get("upsampled") else color, mew=1.2)
+            # resolutions of one model alternate left/right of their point, so labels do not stack up
+            ax.annotate(str(res), (x, y), textcoords="offset points", xytext=(6, 0) if i % 2 == 0 else (-6, 0),
+                        ha="left" if i % 2 == 0 else "right", va="center", fontsize=MIN_TEXT_PT)
+        log_axis(ax, "x")
+        ax.margins(x=0.25, y=0.15)
+        note = " (synthetic)" if any_synthetic(facts, dataset) else ""
+        ax.set_title(f"{dataset_label(dataset)}{note}")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test accuracy (fraction)")
+    fig.suptitle(title + " (mean ± std over seeds; number: resolution)")
+    extra = []
+    if any(f.get("upsampled") for f in facts.values()):
+        extra.append(Line2D([], [], ls="", marker="o", mfc="white", mec="0.3", color="0.3", label="hollow: upsampled"))
+    model_legend(fig, sorted({k[2] for k, *_ in points}, key=model_sort_key), extra)
+    width = figure_width_in(fig)
     save_figure(fig, out_path)
-    return True
+    return width
 
 
 def plot_accuracy_vs_cost(acc: pd.DataFrame, eff: pd.DataFrame | None, facts: dict, out_dir) -> list[dict]:
@@ -604,10 +668,11 @@ def plot_accuracy_vs_cost(acc: pd.DataFrame, eff: pd.DataFrame | None, facts: di
             key = (str(r["dataset"]), int(r["resolution"]), str(r["model"]))
             if math.isnan(params.get(key, float("nan"))):
                 params[key] = to_float(r.get("params"))
-    upsampled_note = " (hollow: upsampled)" if any(f.get("upsampled") for f in facts.values()) else ""
-    if _accuracy_scatter(acc, params, "parameters (log scale)" + upsampled_note, "Accuracy vs parameters",
-                         facts, Path(out_dir) / ACC_VS_PARAMS):
-        written.append({"file": ACC_VS_PARAMS, "kind": "acc_vs_params", "synthetic": any_synthetic(facts)})
+    width = _accuracy_scatter(acc, params, "trainable parameters (log scale)", "Accuracy vs parameters",
+                              facts, Path(out_dir) / ACC_VS_PARAMS)
+    if width:
+        written.append({"file": ACC_VS_PARAMS, "kind": "acc_vs_params", "synthetic": any_synthetic(facts),
+                        "width_in": width})
     if eff is not None:
         macs, used = {}, set()
         for _, r in eff.iterrows():
@@ -616,10 +681,11 @@ def plot_accuracy_vs_cost(acc: pd.DataFrame, eff: pd.DataFrame | None, facts: di
             if lab:
                 used.add(lab)
         counter = " / ".join(sorted(used)) if len(used) > 1 else (next(iter(used)) if used else "")
-        if _accuracy_scatter(acc, macs, f"Mult-Adds per image, {counter} count (log scale)" + upsampled_note,
-                             "Accuracy vs Mult-Adds", facts, Path(out_dir) / ACC_VS_MACS):
+        width = _accuracy_scatter(acc, macs, f"Mult-Adds per image, {counter} (log scale)",
+                                  "Accuracy vs Mult-Adds", facts, Path(out_dir) / ACC_VS_MACS)
+        if width:
             written.append({"file": ACC_VS_MACS, "kind": "acc_vs_macs", "counter": counter,
-                            "synthetic": any_synthetic(facts)})
+                            "synthetic": any_synthetic(facts), "width_in": width})
     return written
 
 

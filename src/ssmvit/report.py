@@ -887,7 +887,11 @@ def figures_tex(inp: Inputs) -> str:
     def path(name):
         return f"{rel}/{name}"
 
-    def fig(name, caption, label, width="\\linewidth"):
+    def natural(e) -> str:
+        """The figure's own width: it is drawn at print size (plots.TEXT_WIDTH_IN), so never scaled."""
+        return f"{float(e['width_in']):g}in" if e.get("width_in") else "\\linewidth"
+
+    def fig(name, caption, label, width):
         return ("\\begin{figure}[htbp]\n\\centering\n"
                 f"\\includegraphics[width={width}]{{{path(name)}}}\n"
                 f"\\caption{{{caption}}}\n\\label{{{label}}}\n\\end{{figure}}\n")
@@ -911,7 +915,7 @@ def figures_tex(inp: Inputs) -> str:
                    f"{band}; one column per resolution"
                    + (f" ({'; '.join(ups)})" if ups else "") + "." + synth(e))
             lab = f"fig:curves-{e['dataset']}"
-            groups["Curves"].append(fig(e["file"], cap, lab))
+            groups["Curves"].append(fig(e["file"], cap, lab, natural(e)))
             refs["Curves"].append(lab)
         elif kind == "confusion":
             d = tex_escape(dataset_label(e["dataset"]))
@@ -921,18 +925,19 @@ def figures_tex(inp: Inputs) -> str:
             side = join_words([f"{model_label(m)} ({'left' if i == 0 else 'right'}, seed {e['seeds'][m]})"
                                for i, m in enumerate(models)]) if len(models) > 1 else \
                 f"{model_label(models[0])} (seed {e['seeds'][models[0]]}; the other model has no run)"
-            cap = (f"Test confusion matrices on {d} at {rt}: {side}; each row is normalised by the number of "
-                   f"test images of its true class." + synth(e))
+            cap = (f"Test confusion matrices on {d} at {rt}: {side}; each cell is the percentage of the test "
+                   "images of its true class (row) predicted as its column; $n$: test images of the class."
+                   + synth(e))
             lab = f"fig:confusion-{e['dataset']}-{res}"
-            groups["Confusion"].append(fig(e["file"], cap, lab, "0.95\\linewidth"))
+            groups["Confusion"].append(fig(e["file"], cap, lab, natural(e)))
             refs["Confusion"].append(lab)
         elif kind == "throughput":
             ooms = e.get("ooms") or []
             cap = (f"Inference throughput (samples/s) against batch size, log--log, on {inp.eff_device_text()}; "
-                   "one panel per resolution, one colour per model, one line style per dataset."
+                   "one panel per resolution; colour and marker: model; line style: dataset."
                    + (" " + "; ".join(tex_escape(o) for o in ooms) + "." if ooms else "")
                    + (" Measured on CPU: not comparable with GPU throughput." if e.get("cpu_only") else ""))
-            groups["Efficiency"].append(fig(e["file"], cap, "fig:throughput"))
+            groups["Efficiency"].append(fig(e["file"], cap, "fig:throughput", natural(e)))
             refs["Efficiency"].append("fig:throughput")
         elif kind == "vram":
             if e.get("vram_measured"):
@@ -943,14 +948,15 @@ def figures_tex(inp: Inputs) -> str:
                 left = "Peak VRAM (left) was not measured"
             right = "peak host memory (RSS) of the profiling process (right)" if e.get("rss_measured") else \
                 "host memory (right) was not measured"
-            cap = f"{left}; {right}; against resolution, on {inp.eff_device_text()}."
-            groups["Efficiency"].append(fig(e["file"], cap, "fig:vram", "0.85\\linewidth"))
+            cap = (f"{left}; {right}; against resolution, on {inp.eff_device_text()}; colour and marker: model; "
+                   "line style: dataset.")
+            groups["Efficiency"].append(fig(e["file"], cap, "fig:vram", natural(e)))
             refs["Efficiency"].append("fig:vram")
         elif kind == "macs":
             cap = ("Mult-Adds of one forward pass of one image for every configuration, counted by "
                    f"{join_words([tex_escape(c) for c in e.get('counters', [])])} (log scale). "
                    "A missing bar (n/a) is a count the counter could not produce.")
-            groups["Efficiency"].append(fig(e["file"], cap, "fig:macs"))
+            groups["Efficiency"].append(fig(e["file"], cap, "fig:macs", natural(e)))
             refs["Efficiency"].append("fig:macs")
     cost = {e["kind"]: e for e in figs if e["kind"] in ("acc_vs_params", "acc_vs_macs")}
     if cost:
@@ -959,14 +965,14 @@ def figures_tex(inp: Inputs) -> str:
             if kind in cost:
                 e = cost[kind]
                 extra = f" ({tex_escape(e['counter'])} count)" if kind == "acc_vs_macs" and e.get("counter") else ""
-                parts.append((e["file"], f"{what}{extra}"))
-        width = "0.49\\linewidth" if len(parts) == 2 else "0.6\\linewidth"
-        body = "\n".join(f"\\includegraphics[width={width}]{{{path(f)}}}" for f, _ in parts)
-        which = join_words([f"{w} ({'left' if i == 0 and len(parts) == 2 else 'right' if len(parts) == 2 else 'log scale'})"
+                parts.append((e, f"{what}{extra}"))
+        body = "\n\\par\\medskip\n".join(f"\\includegraphics[width={natural(e)}]{{{path(e['file'])}}}" for e, _ in parts)
+        which = join_words([f"{w} ({'top' if i == 0 else 'bottom'})" if len(parts) == 2 else w
                             for i, (_, w) in enumerate(parts)])
         ups = any(f.get("upsampled") for f in inp.facts.values())
-        cap = (f"Test accuracy (mean $\\pm$ std over seeds) against {which}, log $x$ axis; colour: model, "
-               "marker: dataset, label: resolution" + ("; hollow markers: upsampled inputs" if ups else "") + "."
+        cap = (f"Test accuracy (mean $\\pm$ std over seeds) against {which}, log $x$ axis, one panel per dataset; "
+               "colour and marker: model; the number beside a point: its resolution"
+               + ("; hollow markers: upsampled inputs" if ups else "") + "."
                + (" Synthetic data, not MedMNIST." if any(e.get("synthetic") for e in cost.values()) else ""))
         groups["AccuracyCost"].append("\\begin{figure}[htbp]\n\\centering\n" + body + f"\n\\caption{{{cap}}}\n"
                                       "\\label{fig:acc-cost}\n\\end{figure}\n")
