@@ -8,6 +8,7 @@ folder as ../results/figures/<name>.pdf.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -311,6 +312,48 @@ def test_pdf_builds(built):
     assert "not measured" in text  # a CPU profile has no VRAM: said so, not "not in this study"
     # across seeds (Welch), and the training budget read from the best epochs: every run here peaks last
     assert "Welch" in text and "In 8 of the 8 runs the best validation accuracy came in the last" in " ".join(text.split())
+    # every bibliography entry is cited, and the seed study, FlopCounterMode, torchinfo and thop among them
+    keys = set(re.findall(r"@\w+\{([^,]+),", (REPO / "paper/references.bib").read_text()))
+    cited = {k for group in re.findall(r"\\citation\{([^}]*)\}", (out / "main.aux").read_text()) for k in group.split(",")}
+    assert keys - cited == set() and {"seedstudy", "pytorchflopcounter", "torchinfo", "zhu2019thop"} <= cited
     log = (out / "main.log").read_text(errors="replace")
     assert "Citation" not in log or "undefined" not in log
     assert "There were undefined references" not in log
+
+
+def swap_models(agg: Path) -> None:
+    """Give ViT's numbers to S4D and S4D's to ViT in every aggregate table (what the flip test feeds the paper)."""
+    flip = {"vit": "s4d", "s4d": "vit"}
+    for name in ("runs.csv", "accuracy.csv", "histories.csv", "efficiency.csv"):
+        t = pd.read_csv(agg / name)
+        t["model"] = t["model"].map(lambda m: flip.get(m, m))
+        t.to_csv(agg / name, index=False)
+    p = pd.read_csv(agg / "paired.csv")
+    p["vit_acc"], p["s4d_acc"] = p["s4d_acc"].copy(), p["vit_acc"].copy()
+    p["diff_vit_minus_s4d"] = -p["diff_vit_minus_s4d"]
+    p["ci95_low"], p["ci95_high"] = -p["ci95_high"], -p["ci95_low"]
+    p["only_vit_right"], p["only_s4d_right"] = p["only_s4d_right"].copy(), p["only_vit_right"].copy()
+    p.to_csv(agg / "paired.csv", index=False)
+    seed_comparison(pd.read_csv(agg / "runs.csv"), ["vit", "s4d"]).to_csv(agg / "seed_comparison.csv", index=False)
+
+
+def macros_of(generated: Path) -> dict:
+    return dict(re.findall(r"\\newcommand\{\\(\w+)\}\{(.*)\}", (generated / "macros.tex").read_text()))
+
+
+def test_swapping_the_two_models_numbers_flips_every_verdict(tmp_path):
+    p = make_inputs(tmp_path)
+    write_all(p["config"], p["agg"], p["figures"], p["generated"])
+    before, said_before = macros_of(p["generated"]), _read(p, "discussion_text.tex")
+    swap_models(p["agg"])
+    write_all(p["config"], p["agg"], p["figures"], p["generated"])
+    after, said_after = macros_of(p["generated"]), _read(p, "discussion_text.tex")
+    # ViT is the more accurate model in the test data; after the swap, S4D is, and the text follows
+    assert (before["NumViTBetter"], before["NumSFourDBetter"]) == ("2", "0")
+    assert (after["NumViTBetter"], after["NumSFourDBetter"]) == ("0", "2")
+    assert (before["NumWelchViTBetter"], before["NumWelchSFourDBetter"]) == (
+        after["NumWelchSFourDBetter"], after["NumWelchViTBetter"])
+    assert "ViT was more accurate" in said_before and "(OrganAMNIST 28" in said_before.split("S4D in")[0]
+    assert "(OrganAMNIST 28" in said_after.split("S4D in")[1].split(", and")[0]
+    assert (before["AccDiffOrganAMNISTTwentyEight"], after["AccDiffOrganAMNISTTwentyEight"]) == ("$+0.036$", "$-0.036$")
+    assert (before["NumWelchViTBetter"], after["NumWelchViTBetter"]) == ("1", "0")

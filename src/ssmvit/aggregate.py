@@ -36,7 +36,8 @@ MEDMNIST_V2_RESNET18_28 = {
 }
 
 RUN_COLUMNS = ["dataset", "resolution", "model", "seed", "acc", "auc", "macro_f1", "test_loss", "n_test",
-               "params", "best_epoch", "epochs", "train_seconds", "train_samples", "device", "device_name",
+               "params", "best_epoch", "epochs", "best_val_acc", "train_seconds", "train_samples", "val_samples",
+               "test_class_min_share", "test_class_max_share", "device", "device_name",
                "training_arithmetic", "upsampled", "source_size", "official_data"]
 
 # How a training step ran (train_summary.json "fast_path": the parts that were active), in words for the paper.
@@ -62,6 +63,15 @@ def run_key(record: dict) -> tuple:
     return (record["dataset"], int(record["resolution"]), record["model"], int(record["seed"]))
 
 
+def _class_shares(confusion) -> dict:
+    """The smallest and largest class's share of the test images (the confusion matrix's row sums)."""
+    if not confusion:
+        return {"test_class_min_share": None, "test_class_max_share": None}
+    support = np.asarray(confusion, dtype=float).sum(axis=1)
+    return {"test_class_min_share": float(support.min() / support.sum()),
+            "test_class_max_share": float(support.max() / support.sum())}
+
+
 def collect_runs(metrics_files, summary_files) -> pd.DataFrame:
     """Join each run's metrics.json with its train_summary.json (matched by the run identity both hold)."""
     summaries = {run_key(s): s for s in map(_read_json, summary_files)}
@@ -73,8 +83,9 @@ def collect_runs(metrics_files, summary_files) -> pd.DataFrame:
             "dataset": m["dataset"], "resolution": m["resolution"], "model": m["model"], "seed": m["seed"],
             "acc": m["acc"], "auc": m["auc"], "macro_f1": m["macro_f1"], "test_loss": m["test_loss"],
             "n_test": m["n_test"], "params": s.get("params"), "best_epoch": s.get("best_epoch"),
-            "epochs": s.get("epochs"), "train_seconds": s.get("train_seconds_total"),
-            "train_samples": s.get("train_samples"), "device": m.get("device"),
+            "epochs": s.get("epochs"), "best_val_acc": s.get("best_val_acc"),
+            "train_seconds": s.get("train_seconds_total"), "train_samples": s.get("train_samples"),
+            "val_samples": s.get("val_samples"), **_class_shares(m.get("confusion_matrix")), "device": m.get("device"),
             "device_name": s.get("device_name"),
             "training_arithmetic": training_arithmetic(s.get("fast_path")) if s else None,
             "upsampled": m["upsampled"],

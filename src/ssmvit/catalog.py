@@ -69,7 +69,14 @@ def describe(dataset: str) -> dict:
         "class_names": [labels[str(i)] for i in range(len(labels))],
         "task": info["task"],
         "n_samples": dict(info["n_samples"]),
+        "source": _first_sentence(info.get("description", "")),
     }
+
+
+def _first_sentence(text: str) -> str:
+    """The first sentence of medmnist.INFO's description: where the images come from (modality, source data)."""
+    head, dot, _ = text.strip().partition(". ")
+    return (head + ".") if dot else head
 
 
 def official_name(dataset: str, size: int) -> str:

@@ -79,7 +79,7 @@ rule paper:
         mem_mb=2000,
         runtime=10,
     params:
-        settings=settings("outdir", "data", "study", "train", "profile", "models"),
+        settings=settings("outdir", "data", "study", "train", "profile", "models", "paper"),
         aggregate_dir=lambda wildcards, input: os.path.dirname(input.tables[0]),
     shell:
         "ssmvit paper --aggregate-dir {params.aggregate_dir:q} --figures-dir {input.figures:q}"
