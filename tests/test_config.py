@@ -66,7 +66,7 @@ def write(tmp_path, obj):
 
 
 @pytest.mark.parametrize("obj, needle", [
-    ({"trian": {"epochs": 1}}, "unknown config key 'trian'; valid keys here: data, models, outdir, profile, study, train"),
+    ({"trian": {"epochs": 1}}, "unknown config key 'trian'; valid keys here: data, models, outdir, paper, profile, study, train"),
     ({"train": {"epoch": 1}}, "unknown config key 'train.epoch'"),
     ({"study": {"datasets": ["organmnist"]}}, "unknown dataset 'organmnist'; did you mean 'organamnist'?"),
     ({"study": {"datasets": ["chestmnist"]}}, "multi-label"),
