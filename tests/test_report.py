@@ -357,3 +357,14 @@ def test_swapping_the_two_models_numbers_flips_every_verdict(tmp_path):
     assert "(OrganAMNIST 28" in said_after.split("S4D in")[1].split(", and")[0]
     assert (before["AccDiffOrganAMNISTTwentyEight"], after["AccDiffOrganAMNISTTwentyEight"]) == ("$+0.036$", "$-0.036$")
     assert (before["NumWelchViTBetter"], after["NumWelchViTBetter"]) == ("1", "0")
+
+
+def test_efficiency_is_labelled_with_the_regime_it_was_measured_in(tmp_path):
+    p = make_inputs(tmp_path)
+    runs = pd.read_csv(p["agg"] / "runs.csv")
+    runs["training_arithmetic"] = "bf16 autocast + fused AdamW + torch.compile (blocks)"
+    runs.to_csv(p["agg"] / "runs.csv", index=False)
+    write_all(p["config"], p["agg"], p["figures"], p["generated"])
+    assert ("plain eager models in fp32 (the seed study's regime), not in the regime the runs trained in "
+            "(bf16 autocast + fused AdamW + torch.compile (blocks))") in _read(p, "efficiency_table.tex")
+    assert "the runs trained with bf16 autocast" in _read(p, "limitations_text.tex")
