@@ -68,8 +68,8 @@ def test_the_new_model_is_trained_evaluated_and_profiled(added):
     eff = pd.read_csv(agg / "efficiency.csv").set_index("model")
     # no formula of its own: the analytic count is FlopCounterMode's (its two matmuls), the same as thop's here
     assert eff.loc["mlp", "macs_analytic"] == eff.loc["mlp", "macs_flopcounter"] == 28 * 28 * 24 + 24 * 11
-    claims = pd.read_csv(agg / "seed_claims.csv")
-    assert "mlp" not in set(claims["model"])  # the seed's claims are about its two models only
+    pairs = pd.read_csv(agg / "seed_comparison.csv")
+    assert sorted(zip(pairs["model_a"], pairs["model_b"])) == [("s4d", "mlp"), ("vit", "mlp"), ("vit", "s4d")]
 
 
 def test_the_paper_names_the_new_model(added):

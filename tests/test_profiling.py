@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import run_ssmvit
+from conftest import REPO, run_ssmvit
 from ssmvit import macs, profiling
 from ssmvit.config import resolve
 from ssmvit.models import count_params
@@ -206,3 +206,19 @@ def test_script_batch_sizes_argument():
     for bad in ("0,2", "1,x", ""):
         with pytest.raises(UserError, match="--batch-sizes"):
             _batch_sizes(bad)
+
+
+def test_a_profile_of_an_older_format_is_refused_with_the_fix(tmp_path):
+    import json
+
+    from ssmvit.aggregate import efficiency_table
+    from ssmvit.errors import UserError
+
+    old = json.loads((REPO / "results/profile/organamnist_28_s4d.json").read_text())
+    old.pop("format")
+    old["macs"].pop("torchinfo_mult_adds")  # as profiles were written before format 2
+    path = tmp_path / "organamnist_28_s4d.json"
+    path.write_text(json.dumps(old))
+    with pytest.raises(UserError, match=r"older ssmvit \(profile format 1, this one reads 2.*rerun its profile job"):
+        efficiency_table([path])
+    assert len(efficiency_table([REPO / "results/profile/organamnist_28_s4d.json"])) == 1  # the committed ones read

@@ -335,6 +335,8 @@ def swap_models(agg: Path) -> None:
     p["only_vit_right"], p["only_s4d_right"] = p["only_s4d_right"].copy(), p["only_vit_right"].copy()
     p.to_csv(agg / "paired.csv", index=False)
     seed_comparison(pd.read_csv(agg / "runs.csv"), ["vit", "s4d"]).to_csv(agg / "seed_comparison.csv", index=False)
+    seed_claims(read_seed_table(REPO / "paper/seed_study.csv"), pd.read_csv(agg / "efficiency.csv")).to_csv(
+        agg / "seed_claims.csv", index=False)
 
 
 def macros_of(generated: Path) -> dict:
@@ -345,6 +347,7 @@ def test_swapping_the_two_models_numbers_flips_every_verdict(tmp_path):
     p = make_inputs(tmp_path)
     write_all(p["config"], p["agg"], p["figures"], p["generated"])
     before, said_before = macros_of(p["generated"]), _read(p, "discussion_text.tex")
+    claims_before = pd.read_csv(p["agg"] / "seed_claims.csv").set_index("id")["verdict"]
     swap_models(p["agg"])
     write_all(p["config"], p["agg"], p["figures"], p["generated"])
     after, said_after = macros_of(p["generated"]), _read(p, "discussion_text.tex")
@@ -357,6 +360,11 @@ def test_swapping_the_two_models_numbers_flips_every_verdict(tmp_path):
     assert "(OrganAMNIST 28" in said_after.split("S4D in")[1].split(", and")[0]
     assert (before["AccDiffOrganAMNISTTwentyEight"], after["AccDiffOrganAMNISTTwentyEight"]) == ("$+0.036$", "$-0.036$")
     assert (before["NumWelchViTBetter"], after["NumWelchViTBetter"]) == ("1", "0")
+    # the abstract's parameter sentence and the seed's parameter claim follow the numbers too
+    assert (before["ParamRatioDirection"], after["ParamRatioDirection"]) == ("1", "-1")
+    claims_after = pd.read_csv(p["agg"] / "seed_claims.csv").set_index("id")["verdict"]
+    assert (claims_before["params"], claims_after["params"]) == ("reproduced", "not reproduced")  # ViT the larger
+    assert (claims_before["macs-64"], claims_after["macs-64"]) == ("not reproduced", "reproduced")  # S4D the costlier
 
 
 def test_efficiency_is_labelled_with_the_regime_it_was_measured_in(tmp_path):

@@ -56,7 +56,7 @@ def test_committed_profiles_reproduce_params_and_the_s4d_mult_adds_exactly():
 
 def efficiency_rows(s4d: dict, vit: dict) -> pd.DataFrame:
     """Minimal efficiency rows for the two seed configurations; ``s4d``/``vit`` override the columns."""
-    base = {"params": 1e6, "macs_analytic": 1e8, "macs_torchinfo": 1e7, "macs_thop": 1e8, "macs_flopcounter": 1e8,
+    base = {"device_type": "cuda", "params": 1e6, "macs_analytic": 1e8, "macs_torchinfo": 1e7, "macs_thop": 1e8, "macs_flopcounter": 1e8,
             "train_batch_size": 64, "train_peak_allocated_mb": 100.0, "train_peak_allocated_mb_bf16": 80.0,
             "infer_peak_allocated_mb_bs64": 20.0, "train_samples_per_s_fp32": 1000.0,
             "train_samples_per_s_bf16": 2000.0, "infer_samples_per_s_bs64": 5000.0}
@@ -95,6 +95,13 @@ def test_mult_adds_and_params_claims_follow_the_counts():
     assert t["params"]["verdict"] == NOT_REPRODUCED and t["params"]["reason"] == "ours 11.0x"
 
 
+def test_a_profiled_configuration_without_a_count_is_not_measured_not_absent():
+    eff = efficiency_rows({}, {}).assign(macs_torchinfo=float("nan"), macs_thop=float("nan"))
+    t = by_id(seed_claims(read_seed_table(SEED_TABLE), eff))
+    assert t["organamnist 28x28 s4d mult-adds"]["verdict"] == NOT_MEASURED
+    assert "nan" not in " ".join(str(r) for r in t["macs-28"]["reason"])
+
+
 def test_a_configuration_outside_the_study_is_said_so():
     eff = efficiency_rows({}, {})
     t = by_id(seed_claims(read_seed_table(SEED_TABLE), eff[eff["dataset"] == "organamnist"]))
@@ -105,6 +112,10 @@ def test_a_configuration_outside_the_study_is_said_so():
                                          infer_peak_allocated_mb_bs64=None)  # a CPU profile: no VRAM
     t = by_id(seed_claims(read_seed_table(SEED_TABLE), cpu))
     assert t["vram-64"]["verdict"] == NOT_MEASURED and t["dermamnist 64x64 s4d peak_vram_mb"]["verdict"] == NOT_MEASURED
+    t = by_id(seed_claims(read_seed_table(SEED_TABLE), efficiency_rows({}, {}).assign(device_type="cpu")))
+    for cid in ("throughput-28", "throughput-64", "vram-64"):  # the seed's figures are GPU figures
+        assert (t[cid]["verdict"], t[cid]["reason"]) == (NOT_JUDGED, "measured on a CPU, not a GPU"), cid
+    assert t["params"]["verdict"] == NOT_REPRODUCED  # judged on a CPU too (ratio 1 here, not 110): counts need no GPU
 
 
 def test_a_broken_seed_table_is_one_line_naming_the_fix(tmp_path):

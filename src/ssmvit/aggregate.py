@@ -276,9 +276,16 @@ def provenance(config: dict, train_summaries=(), profiles=(), git: dict | None =
 
 def efficiency_table(profile_files) -> pd.DataFrame:
     """One flat row per profile JSON (see profiling.profile_to_row)."""
-    from .profiling import profile_to_row
+    from .errors import UserError
+    from .profiling import PROFILE_FORMAT, profile_to_row
 
-    rows = [profile_to_row(_read_json(p)) for p in profile_files]
+    profiles = [(p, _read_json(p)) for p in profile_files]
+    for path, prof in profiles:
+        if prof.get("format", 1) < PROFILE_FORMAT:
+            raise UserError(f"{path} was written by an older ssmvit (profile format {prof.get('format', 1)}, "
+                            f"this one reads {PROFILE_FORMAT}: another MAC cost model, no torchinfo count); "
+                            "rerun its profile job (snakemake --forcerun profile, or delete the file)")
+    rows = [profile_to_row(prof) for _, prof in profiles]
     df = pd.DataFrame(rows)
     if not df.empty:
         df = df.sort_values(["dataset", "resolution", "model"]).reset_index(drop=True)

@@ -214,7 +214,7 @@ def count_macs_analytic(model_name: str, n_channels: int, n_classes: int, res: i
         out["fft_kernel"] = round(layers * h * rfft_flops(n_fft) / 2)  # rfft(k), once per forward
         out["kernel_matmul"] = layers * h * 2 * modes * length  # bmm (H,1,2M) x (H,2M,L); its elementwise work not
     else:
-        model = build_model(model_name, n_channels, n_classes, res, **settings)
+        model = build_model(model_name, n_channels, n_classes, res, **(settings or {}))
         out["linear_conv"] = count_macs_flopcounter(model, example_input(model_name, n_channels, res))
     out["total"] = sum(out[k] for k in PARTS)
     return out

@@ -1,22 +1,28 @@
 """Figures of the paper, drawn from the aggregate CSVs and per-run confusion matrices.
 
 Every figure is a vector PDF written atomically (temporary file, then rename),
-under a fixed name, so that the paper can include it:
+under a fixed name, at the size the paper prints it (``TEXT_WIDTH_IN`` wide;
+the paper includes it unscaled, so no text is under ``MIN_TEXT_PT``). Each
+model has its own colour and marker (``MODEL_COLORS``, ``MODEL_MARKERS``, in
+registry order); legends sit below the axes.
 
   curves_{dataset}.pdf            validation accuracy and training loss per epoch,
                                   one column per resolution, mean line and
-                                  min-max band over seeds, one colour per model
-  confusion_{dataset}_{res}.pdf   ViT and S4D confusion matrices side by side
-                                  (seed 0, or the first seed), normalised per true class
-  throughput.pdf                  inference samples/s vs batch size (log-log), one panel per resolution
+                                  min-max band over seeds
+  confusion_{dataset}_{res}.pdf   every model's confusion matrix side by side (seed 0,
+                                  or the first seed): percent of each true class, with
+                                  the class's test count in its label
+  throughput.pdf                  inference images/s vs batch size (log-log), one panel
+                                  per resolution, line style per dataset
   vram.pdf                        peak training VRAM vs resolution (a labelled
                                   placeholder when profiling ran on CPU), and peak host RSS
   macs.pdf                        Mult-Adds per image, three counts (thop, FlopCounter,
-                                  analytic) per configuration, grouped bars, log scale
-  acc_vs_params.pdf               test accuracy vs parameter count (log x)
-  acc_vs_macs.pdf                 test accuracy vs Mult-Adds (log x)
+                                  analytic) per configuration, horizontal bars, one panel
+                                  per resolution
+  acc_vs_params.pdf               test accuracy vs parameter count (log x), one panel per dataset
+  acc_vs_macs.pdf                 test accuracy vs Mult-Adds (log x), one panel per dataset
   manifest.json                   the figures this call wrote (file, kind, dataset,
-                                  resolution, notes); report.py includes exactly these
+                                  resolution, width_in, notes); report.py includes exactly these
 
 Input data that is not official MedMNIST is labelled "synthetic data" and a
 resolution made by resizing a smaller file "RxR upsampled from SxS", in the

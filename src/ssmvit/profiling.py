@@ -71,6 +71,9 @@ DEFAULT_WARMUP = 3
 DATA_NOTE = "shapes only; random inputs created on the device (no images read)"
 VRAM_NOTE_CPU = "not applicable on CPU"
 OOM = "OOM"
+# What a profile JSON holds. 2: torchinfo's total beside the three MAC counts, and the analytic count without
+# elementwise work (the paper's one cost model). A profile of an older format is refused by aggregate.
+PROFILE_FORMAT = 2
 FAILED = "failed"  # a phase that raised something other than out-of-memory (bf16 only)
 
 # Columns every row from ``profile_to_row`` has, in this order; more may follow.
@@ -397,7 +400,8 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
                       "S4D kernel). flopcounter: torch FlopCounterMode with SDPA on its math backend "
                       "(attention matmuls and S4D's kernel bmm counted; FFT 0). analytic: "
                       "ssmvit.macs.count_macs_analytic (matmuls, attention, FFTs at 2.5 n log2 n FLOPs per "
-                      "real FFT, S4D kernel generation once per forward). torchinfo_mult_adds: torchinfo's \"Total mult-adds\" "
+                      "real FFT, S4D's kernel matmul once per forward, no elementwise work). "
+                      "torchinfo_mult_adds: torchinfo's \"Total mult-adds\" "
                       "(the seed study's column; a Linear on a sequence charged once per sample, bias adds counted, "
                       "tensor functions not counted): not a MAC count."}
 
@@ -439,6 +443,7 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
     latency = bs1["seconds_median"] * 1e3 if isinstance(bs1, dict) and "seconds_median" in bs1 else None
 
     return {
+        "format": PROFILE_FORMAT,
         "dataset": dataset, "resolution": int(res), "model": model_name,
         "n_channels": n_channels, "n_classes": n_classes, "settings": settings,
         "params": count_params(model), "macs": macs, "environment": env,

@@ -705,15 +705,17 @@ def _seed_level_macros(inp: Inputs, M: Macros) -> None:
     c = inp.seed_cmp
     if c is None:
         return
-    pairs = c[((c["model_a"] == "vit") & (c["model_b"] == "s4d"))]
-    p = pairs["welch_p"].map(to_float)
-    tested = pairs[~p.isna()]
-    if tested.empty:
+    vit_s4d = c[(c["model_a"] == "vit") & (c["model_b"] == "s4d")]
+    s4d_vit = c[(c["model_a"] == "s4d") & (c["model_b"] == "vit")]  # the study listed S4D first
+    diff = pd.concat([vit_s4d["diff_a_minus_b"].map(to_float), -s4d_vit["diff_a_minus_b"].map(to_float)])
+    p = pd.concat([vit_s4d["welch_p"].map(to_float), s4d_vit["welch_p"].map(to_float)])
+    tested = ~p.isna()
+    if not tested.any():
         return
-    sig = tested[tested["welch_p"].map(to_float) < ALPHA]
-    M.add("NumWelchPairs", str(len(tested)))
-    M.add("NumWelchSFourDBetter", str(int((sig["diff_a_minus_b"].map(to_float) < 0).sum())))
-    M.add("NumWelchViTBetter", str(int((sig["diff_a_minus_b"].map(to_float) > 0).sum())))
+    sig = tested & (p < ALPHA)
+    M.add("NumWelchPairs", str(int(tested.sum())))
+    M.add("NumWelchSFourDBetter", str(int((sig & (diff < 0)).sum())))  # diff: ViT minus S4D
+    M.add("NumWelchViTBetter", str(int((sig & (diff > 0)).sum())))
 
 
 def _seed_claim_macros(inp: Inputs, M: Macros) -> None:
@@ -737,6 +739,8 @@ def _training_budget_macros(inp: Inputs, M: Macros) -> None:
         return
     best, last = runs["best_epoch"].map(to_float), runs["epochs"].map(to_float)
     known = ~(best.isna() | last.isna())
+    if not known.any():
+        return  # nothing is known of the runs' best epochs: the paper says nothing about the budget
     M.add("NumRunsTrained", str(int(known.sum())))
     M.add("NumRunsBestLast", str(int((best[known] == last[known]).sum())))
 
@@ -985,9 +989,10 @@ def figures_tex(inp: Inputs) -> str:
             res = int(e["resolution"])
             rt = res_tex(res) + (f" (upsampled from {res_tex(e['source_size'])})" if e.get("upsampled") and e.get("source_size") else "")
             models = e.get("models", [])
-            side = join_words([f"{model_label(m)} ({'left' if i == 0 else 'right'}, seed {e['seeds'][m]})"
-                               for i, m in enumerate(models)]) if len(models) > 1 else \
-                f"{model_label(models[0])} (seed {e['seeds'][models[0]]}; the other model has no run)"
+            where = {2: ["left", "right"], 3: ["left", "middle", "right"]}.get(len(models))
+            side = (join_words([f"{model_label(m)} ({where[i] if where else f'panel {i + 1} from the left'}, "
+                                f"seed {e['seeds'][m]})" for i, m in enumerate(models)]) if len(models) > 1 else
+                    f"{model_label(models[0])} (seed {e['seeds'][models[0]]}; no other model has a run here)")
             cap = (f"Test confusion matrices on {d} at {rt}: {side}; each cell is the percentage of the test "
                    "images of its true class (row) predicted as its column; $n$: test images of the class."
                    + synth(e))
@@ -1327,6 +1332,8 @@ def discussion_text(inp: Inputs, M: Macros) -> str:
         M.add("ParamRatioMin", ratio_text(lo))
         M.add("ParamRatioMax", ratio_text(hi))
         rng = "\\ParamRatioMin{}" if ratio_text(lo) == ratio_text(hi) else "\\ParamRatioMin{}--\\ParamRatioMax{}"
+        M.add("ParamRatioRange", rng)
+        M.add("ParamRatioDirection", "1" if lo > 1 else "-1" if hi < 1 else "0")  # main.tex's abstract branches on it
         if lo > 1:
             paras.append(f"ViT has {rng} times as many parameters as S4D in every configuration. "
                          "Parameter count alone does not decide speed or memory, which depend on the sequence "

@@ -62,8 +62,14 @@ def _num(value) -> float:
 
 
 def _si(value: float) -> str:
-    """A count as the seed prints it: millions below 1e9, billions above, two decimals."""
+    """A count as the seed prints it: millions below 1e9, billions above, two decimals ('--' if unknown)."""
+    if math.isnan(value):
+        return "--"
     return f"{value / 1e6:.2f} M" if value < 1e9 else f"{value / 1e9:.2f} G"
+
+
+def _on_gpu(row: pd.Series | None) -> bool:
+    return row is not None and str(row.get("device_type")).lower() == "cuda"
 
 
 def _ours(eff: pd.DataFrame | None, dataset: str, res: int, model: str) -> pd.Series | None:
@@ -97,15 +103,16 @@ def _figure_rows(seed: pd.DataFrame, eff: pd.DataFrame | None) -> list[dict]:
         # parameters
         p = _num(ours.get("params")) if ours is not None else math.nan
         ok = not math.isnan(p) and f"{p / 1e6:.2f} M" == s["params_text"]
+        missing = ABSENT if ours is None else NOT_MEASURED
         rows.append(base | {"id": f"{label} params", "quantity": "params", "seed": _num(s["params"]),
-                            "train_fp32": p, "verdict": ABSENT if math.isnan(p) else (REPRODUCED if ok else NOT_REPRODUCED),
+                            "train_fp32": p, "verdict": missing if math.isnan(p) else (REPRODUCED if ok else NOT_REPRODUCED),
                             "reason": "" if math.isnan(p) else f"ours {p:,.0f} ({p / 1e6:.2f} M)"})
         # Mult-Adds: the seed's counter is torchinfo's total (not a MAC count)
         ti = _num(ours.get("macs_torchinfo")) if ours is not None else math.nan
         analytic = _num(ours.get("macs_analytic")) if ours is not None else math.nan
         seed_text = s["mult_adds_text"].replace("MB", "M").replace("GB", "G")
         if math.isnan(ti):
-            verdict, why = ABSENT, ""
+            verdict, why = missing, ""
         elif _si(ti) == seed_text:
             verdict, why = REPRODUCED, f"torchinfo's total mult-adds is {ti:,.0f}; counted as MACs (analytic) {_si(analytic)}"
         else:
@@ -154,6 +161,9 @@ def _claim_rows(seed: pd.DataFrame, eff: pd.DataFrame | None) -> list[dict]:
         if quantity in ("params", "mult_adds"):
             col = "params" if quantity == "params" else "macs_analytic"  # MACs counted the same way for both
             row["train_fp32"] = _num(a.get(col)) / _num(b.get(col))
+        elif not (_on_gpu(a) and _on_gpu(b)):  # the seed's memory and speed are GPU figures
+            rows.append(row | {"verdict": NOT_JUDGED, "reason": "measured on a CPU, not a GPU"})
+            continue
         else:
             va, vb = _regime_values(a, quantity), _regime_values(b, quantity)
             row.update({r: va[r] / vb[r] for r in REGIMES})
