@@ -57,6 +57,33 @@ COLUMNS = ["gpu", "driver", "cuda", "torch", "device", "model", "res", "colour",
            "argmax_agree", "tol_rel_l2", "numerics_ok", "repeats", "warmup", "status"]
 
 
+# The issue's targets (one H200, against the plain fp32 baseline of the same run): training at batch 64 on
+# grayscale inputs at least 3x (S4D-64: 4x); inference at batch 1024 at least 3x, every configuration.
+SUMMARY_COLUMNS = ["model", "res", "colour", "phase", "batch", "baseline_samples_s", "fast_samples_s", "speedup",
+                   "target", "meets_target", "fast_path", "numerics_ok", "status", "gpu", "driver", "cuda", "torch",
+                   "source"]
+
+
+def speedup_target(model: str, res: int, colour: str, phase: str, batch: int) -> float | None:
+    if phase == "train" and batch == 64 and colour == "gray":
+        return 4.0 if (model, res) == ("s4d", 64) else 3.0
+    if phase == "infer" and batch == 1024:
+        return 3.0
+    return None
+
+
+def summary_rows(rows: list[dict], source: str) -> list[dict]:
+    """One row per (model, res, colour, phase, batch) of a benchmark run, with its target where it has one."""
+    out = []
+    for r in rows:
+        target = speedup_target(str(r["model"]), int(r["res"]), str(r["colour"]), str(r["phase"]), int(r["batch"]))
+        speed = float(r["speedup"]) if r.get("speedup") not in (None, "") else None
+        out.append({k: r.get(k) for k in SUMMARY_COLUMNS if k in r} | {
+            "target": target, "source": source,
+            "meets_target": None if target is None or speed is None else speed >= target})
+    return out
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="bench/results/bench.csv", help="CSV to write")
@@ -86,6 +113,10 @@ def parse_args(argv=None):
                    help="also profile the fast training step at the first --train-batches size with "
                         "torch.profiler: GPU kernel time per step by kind (FFT, GEMM, attention, "
                         "elementwise, ...) against the step's wall time, written to CSV")
+    p.add_argument("--summary", default="bench/results/summary.csv",
+                   help="where a full CUDA run also writes its summary (speedup against the targets); not with --quick")
+    p.add_argument("--summarize", metavar="CSV", default=None,
+                   help="write --summary from an earlier run's CSV and exit (no benchmark runs)")
     p.add_argument("--quick", action="store_true",
                    help="tiny models and batches (CPU smoke test): res 28, batches 4/8, inference 16, 2 repeats")
     args = p.parse_args(argv)
@@ -400,8 +431,17 @@ def write_rows(path, rows, fieldnames=COLUMNS) -> None:
         writer.writerows(rows)
 
 
+def read_rows(path) -> list[dict]:
+    with Path(path).open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.summarize:
+        write_rows(args.summary, summary_rows(read_rows(args.summarize), Path(args.summarize).as_posix()), SUMMARY_COLUMNS)
+        print(f"# wrote {args.summary} from {args.summarize}")
+        return 0
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("CUDA is not available here; run on a GPU machine or pass --device cpu --quick", file=sys.stderr)
@@ -438,6 +478,9 @@ def main(argv=None) -> int:
                 write_rows(args.out, rows)  # after every configuration: a crash or timeout keeps the rows so far
     print_table(rows)
     print(f"# wrote {args.out}")
+    if device.type == "cuda" and not args.quick:
+        write_rows(args.summary, summary_rows(rows, Path(args.out).as_posix()), SUMMARY_COLUMNS)
+        print(f"# wrote {args.summary}")
     if args.kernel_profile and KERNEL_PROFILE:
         kp = Path(args.kernel_profile)
         write_rows(kp, KERNEL_PROFILE, list(KERNEL_PROFILE[0]))

@@ -225,6 +225,23 @@ def test_bench_quick_runs_on_cpu(tmp_path):
         assert r["fast_path"].startswith("none") and r["torch"] == torch.__version__
     assert {r["phase"] for r in rows} == {"train", "infer"}
     assert f"wrote {out}" in proc.stdout
+    assert "summary" not in proc.stdout  # a quick CPU run is not a benchmark result
+
+
+def test_bench_summary_puts_each_speedup_beside_its_target(tmp_path):
+    out = tmp_path / "summary.csv"
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "bench_train.py"), "--summarize",
+                           "bench/results/h200.csv", "--summary", str(out)], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {(r["model"], r["res"], r["colour"], r["phase"], r["batch"]): r for r in csv.DictReader(out.open())}
+    assert len(rows) == 24 and {r["gpu"] for r in rows.values()} == {"NVIDIA H200"}
+    s4d64 = rows[("s4d", "64", "gray", "train", "64")]
+    assert (s4d64["target"], s4d64["meets_target"]) == ("4.0", "False")
+    vit64 = rows[("vit", "64", "gray", "train", "64")]
+    assert vit64["target"] == "3.0" and (float(vit64["speedup"]) >= 3) == (vit64["meets_target"] == "True")
+    assert rows[("vit", "28", "rgb", "train", "64")]["target"] == ""  # the targets are for grayscale training
+    assert rows[("s4d", "28", "rgb", "infer", "1024")]["target"] == "3.0"
 
 
 def _train_three_batches(name, fast_path, model_cls=None):
