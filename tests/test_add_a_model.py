@@ -48,8 +48,9 @@ def added(tmp_path_factory):
     cfg["models"]["mlp"] = {"lr": 0.01, "hidden": 24}  # the config entry
     (root / STUDY).write_text(yaml.safe_dump(cfg, sort_keys=False))
     changed = sh("git status --porcelain", root).stdout.split("\n")
-    env = {"PYTHONPATH": str(root / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}  # the copy's package
-    run = snakemake(f"--cores 2 --configfile {STUDY}", root, env=env)
+    # No PYTHONPATH here: the installed ssmvit is the checkout's this test runs from, not the copy's; the workflow
+    # itself puts the copy's src/ first, for Snakemake and for the jobs, so the new model is found in both.
+    run = snakemake(f"--cores 2 --configfile {STUDY}", root)
     return {"root": root, "changed": [c for c in changed if c], "run": run}
 
 

@@ -10,9 +10,6 @@ if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
 else
     export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
 fi
-# The pipeline's jobs run `ssmvit`; here the package is on PYTHONPATH, not installed, so a shim runs it.
-mkdir -p /tmp/site/bin
-printf '#!/bin/sh\nexec python3 -m ssmvit "$@"\n' > /tmp/site/bin/ssmvit
-chmod +x /tmp/site/bin/ssmvit
-export PATH=/tmp/site/bin:$PATH
+# The pipeline's jobs need no installed package either: the workflow runs this checkout's
+# workflow/bin/ssmvit (python3 -m ssmvit with src/ on PYTHONPATH).
 set +e

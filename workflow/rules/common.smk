@@ -2,6 +2,18 @@
 import os
 import sys
 
+# This checkout's package, whichever Python runs snakemake (the venv's, or one with the same dependencies),
+# and for the jobs: its `ssmvit` command (workflow/bin) run by this Python, unless a rule's conda environment
+# (--use-conda, workflow/envs/ssmvit.yaml) puts its own Python first.
+SRC = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, SRC)
+os.environ.update(  # set for the jobs, not read from the user: nothing for an envvars directive to assert
+    PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p),
+    PATH=os.pathsep.join(
+        (os.path.join(workflow.basedir, "workflow", "bin"), os.path.dirname(sys.executable), os.environ.get("PATH", ""))
+    ),
+)
+
 from ssmvit import gpus, paths
 from ssmvit.catalog import known_datasets
 from ssmvit.config import known_models, resolve, settings_json

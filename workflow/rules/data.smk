@@ -8,6 +8,8 @@ rule download:
         log_file("download/{dataset}_{res}"),
     benchmark:
         out(paths.BENCHMARK.format(name="download/{dataset}_{res}"))
+    conda:
+        "../envs/ssmvit.yaml"
     resources:
         mem_mb=4000,
         runtime=60,
@@ -38,6 +40,8 @@ rule preprocess:
         log_file("preprocess/{dataset}_{res}"),
     benchmark:
         out(paths.BENCHMARK.format(name="preprocess/{dataset}_{res}"))
+    conda:
+        "../envs/ssmvit.yaml"
     resources:
         mem_mb=8000,
         runtime=30,

@@ -9,6 +9,8 @@ rule profile:
         log_file("profile/{dataset}_{res}_{model}"),
     benchmark:
         out(paths.BENCHMARK.format(name="profile/{dataset}_{res}_{model}"))
+    conda:
+        "../envs/ssmvit.yaml"
     resources:
         gpu=1,
         gpu_slots=gpus.EXCLUSIVE,  # every slot: no other job shares the card while it measures

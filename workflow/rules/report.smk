@@ -22,6 +22,8 @@ rule aggregate:
         log_file("aggregate"),
     benchmark:
         out(paths.BENCHMARK.format(name="aggregate"))
+    conda:
+        "../envs/ssmvit.yaml"
     resources:
         mem_mb=4000,
         runtime=10,
@@ -51,6 +53,8 @@ rule plot:
         log_file("plot"),
     benchmark:
         out(paths.BENCHMARK.format(name="plot"))
+    conda:
+        "../envs/ssmvit.yaml"
     resources:
         mem_mb=4000,
         runtime=10,
@@ -75,6 +79,8 @@ rule paper:
         log_file("paper"),
     benchmark:
         out(paths.BENCHMARK.format(name="paper"))
+    conda:
+        "../envs/ssmvit.yaml"
     resources:
         mem_mb=2000,
         runtime=10,

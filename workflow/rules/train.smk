@@ -15,6 +15,8 @@ rule train:
         log_file("train/{dataset}_{res}_{model}_s{seed}"),
     benchmark:
         out(paths.BENCHMARK.format(name="train/{dataset}_{res}_{model}_s{seed}"))
+    conda:
+        "../envs/ssmvit.yaml"
     threads: 2
     resources:
         gpu=1,
@@ -44,6 +46,8 @@ rule evaluate:
         log_file("evaluate/{dataset}_{res}_{model}_s{seed}"),
     benchmark:
         out(paths.BENCHMARK.format(name="evaluate/{dataset}_{res}_{model}_s{seed}"))
+    conda:
+        "../envs/ssmvit.yaml"
     resources:
         gpu=1,
         gpu_slots=1,
