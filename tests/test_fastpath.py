@@ -272,7 +272,7 @@ def test_compiled_blocks_train_like_the_eager_model_and_compile_once(name):
     fp = FastPath(compile=True, compile_scope="blocks", s4d_chunked_conv=True)
     with torch._inductor.config.patch(fallback_random=True):  # eager's dropout masks (inductor has its own RNG)
         step, losses, state = _train_three_batches(name, fp)
-    assert step.compile_error is None and step.compiled_batch_size == 8
+    assert step.compile_error is None and step.main_batch_size == 8
     assert counters["stats"]["unique_graphs"] == 1  # one graph for all blocks, none for the batch of 5
     if name == "s4d":
         assert step.model.conv_algorithm == "chunked"

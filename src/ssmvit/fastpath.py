@@ -41,10 +41,19 @@ without this module). Parts:
     small operations make it slower than the FFT, hence tied to ``compile``.
     Sets ``S4DClassifier.conv_algorithm`` to ``"chunked"``.
 ``cuda_graphs`` (default off)
-    CUDA graphs through ``torch.compile(mode="reduce-overhead")`` of the
-    whole model (scope ``"model"`` whatever ``compile_scope`` says: graphs
-    of the blocks alone fail, one block's replay overwriting the output the
-    next block reads); applies only together with ``compile``.
+    The whole training step -- forward, loss, backward and the AdamW
+    update -- captured once in a CUDA graph (``torch.cuda.graph``) with
+    static input buffers and replayed for every batch of the captured size:
+    one launch instead of hundreds, for the launch-bound small models.
+    Works eager or compiled (compiled blocks are captured as they are).
+    The first ``GRAPH_WARMUP_STEPS`` steps of that size run as usual on a
+    side stream (they train; compiling happens there), then the step is
+    captured and replayed. The optimizer is made capturable, and the
+    learning rate reaches the graph through a device tensor refreshed from
+    the scheduler's value before each replay. An epoch's last, smaller
+    batch and validation run the same modules ungraphed, exactly as
+    without graphs. A capture failure is reported like a compile failure
+    (``TrainStep.graph_error``) and the step runs without graphs.
 
 The training loop (``training.train_one_run``) and the benchmark
 (``bench/bench_train.py``) both call ``make_train_step``, so the benchmark
@@ -90,9 +99,12 @@ class FastPath:
         return asdict(self)
 
     def autocast(self):
-        """The autocast context of forward + loss: bf16 on CUDA when active, else nothing."""
+        """The autocast context of forward + loss: bf16 on CUDA when active, else nothing.
+
+        Without the cast cache when the step is graphed (a cached cast would outlive the capture).
+        """
         if self.bf16_autocast:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+            return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not self.cuda_graphs)
         return contextlib.nullcontext()
 
 
@@ -114,9 +126,8 @@ def resolve_fast_path(requested: dict | FastPath | None, device) -> FastPath:
         fused_optimizer=bool(want["fused_optimizer"]),
         s4d_chunked_conv=bool(want["s4d_chunked_conv"]) and bool(want["compile"]),
         compile=bool(want["compile"]),
-        # CUDA graphs of the blocks alone fail (a block's graph output is overwritten by the next block's replay)
-        compile_scope=(("model" if want["cuda_graphs"] else want["compile_scope"]) if want["compile"] else None),
-        cuda_graphs=bool(want["compile"]) and bool(want["cuda_graphs"]),
+        compile_scope=want["compile_scope"] if want["compile"] else None,
+        cuda_graphs=bool(want["cuda_graphs"]),
     )
 
 
@@ -133,14 +144,14 @@ def compile_model(model: nn.Module, fast_path: FastPath) -> nn.Module:
     Scope "blocks": ``model`` itself with its blocks compiled (models without
     ``compile_blocks`` are compiled whole); the compiled blocks run while
     ``compiled_blocks(model, True)`` is in effect. Scope "model":
-    ``torch.compile(model)`` (mode reduce-overhead with CUDA graphs).
+    ``torch.compile(model)``.
     """
     if not fast_path.compile:
         return model
-    if fast_path.compile_scope == "blocks" and not fast_path.cuda_graphs and hasattr(model, "compile_blocks"):
+    if fast_path.compile_scope == "blocks" and hasattr(model, "compile_blocks"):
         model.compile_blocks()
         return model
-    return torch.compile(model, mode="reduce-overhead" if fast_path.cuda_graphs else None)
+    return torch.compile(model)
 
 
 @contextlib.contextmanager
@@ -162,14 +173,19 @@ def is_compile_error(exc: BaseException) -> bool:
     return type(exc).__module__.startswith(("torch._dynamo", "torch._inductor", "torch._functorch"))
 
 
+GRAPH_WARMUP_STEPS = 3  # ungraphed steps before capture (PyTorch asks for a few on a side stream)
+
+
 class TrainStep:
     """One optimisation step on a batch: forward + loss (under autocast when active), zero_grad, backward, step.
 
     Returns the detached loss (fp32 scalar) and logits; no host synchronisation.
     The learning-rate scheduler is the caller's (the benchmark has none).
     With ``compile`` active, batches of the first batch's size run compiled,
-    others (an epoch's last, smaller batch) eager: no recompilation. A
-    compiler failure switches the step to eager for good (``compile_error``).
+    others (an epoch's last, smaller batch) eager: no recompilation. With
+    ``cuda_graphs`` active, batches of that size replay one captured graph
+    of the whole step (see the module docstring). A compiler or capture
+    failure switches that part off for good (``compile_error``, ``graph_error``).
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, fast_path: FastPath):
@@ -177,16 +193,44 @@ class TrainStep:
         self.optimizer = optimizer
         self.fast_path = fast_path
         self.compile_error: str | None = None
-        self.compiled_batch_size: int | None = None
+        self.graph_error: str | None = None
+        self.main_batch_size: int | None = None
         self._compiled_ran = False
+        self._warm_steps = 0
+        self._graph: torch.cuda.CUDAGraph | None = None
         self.forward_module = compile_model(apply_to_model(model, fast_path), fast_path)
+        if fast_path.cuda_graphs:
+            for group in optimizer.param_groups:  # the update's step counter and lr stay on the device
+                group["capturable"] = True
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if not self.fast_path.compile:
-            return self._step(self.model, x, y, compiled=False)
-        if self.compiled_batch_size is None:
-            self.compiled_batch_size = x.shape[0]
-        if x.shape[0] != self.compiled_batch_size:
+        if self.main_batch_size is None:
+            self.main_batch_size = x.shape[0]
+        main = x.shape[0] == self.main_batch_size
+        if not self.fast_path.cuda_graphs or not main:
+            return self._ungraphed(x, y, main)
+        if self._graph is not None:
+            return self._replay(x, y)
+        if self._warm_steps < GRAPH_WARMUP_STEPS:
+            self._warm_steps += 1
+            side = torch.cuda.Stream(x.device)
+            side.wait_stream(torch.cuda.current_stream(x.device))
+            with torch.cuda.stream(side):
+                out = self._ungraphed(x, y, main)
+            torch.cuda.current_stream(x.device).wait_stream(side)
+            return out
+        try:
+            self._capture(x, y)
+        except Exception as exc:  # noqa: BLE001  a capture failure costs speed, not the run
+            self._graph = None
+            self.graph_error = f"CUDA graph capture failed ({type(exc).__name__}: {_first_lines(exc)}); running without graphs"
+            print(f"warning: {self.graph_error}", flush=True)
+            self.fast_path.cuda_graphs = False
+            return self._ungraphed(x, y, main)
+        return self._replay(x, y)
+
+    def _ungraphed(self, x, y, main: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        if not (self.fast_path.compile and main):
             return self._step(self.model, x, y, compiled=False)
         if self._compiled_ran:
             return self._step(self.forward_module, x, y, compiled=True)
@@ -198,10 +242,9 @@ class TrainStep:
         except Exception as exc:  # noqa: BLE001  only compiler failures are caught; anything else re-raises
             if not is_compile_error(exc):
                 raise
-            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-            self.compile_error = f"torch.compile failed ({type(exc).__name__}: {' '.join(lines[:2])[:240]}); running eager"
+            self.compile_error = f"torch.compile failed ({type(exc).__name__}: {_first_lines(exc)}); running eager"
             print(f"warning: {self.compile_error}", flush=True)
-            self.fast_path.compile = self.fast_path.cuda_graphs = False
+            self.fast_path.compile = False
             self.fast_path.compile_scope = None
             self.fast_path.s4d_chunked_conv = False
             self.forward_module = apply_to_model(self.model, self.fast_path)
@@ -211,8 +254,6 @@ class TrainStep:
             return self._step(self.model, x, y, compiled=False)
 
     def _step(self, module: nn.Module, x, y, compiled: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        if compiled and self.fast_path.cuda_graphs:
-            torch.compiler.cudagraph_mark_step_begin()
         with compiled_blocks(self.model, compiled), self.fast_path.autocast():
             logits = module(x)
             loss = F.cross_entropy(logits, y)
@@ -220,6 +261,43 @@ class TrainStep:
         loss.backward()  # a compiled backward may compile on its first call: still inside the caller's try
         self.optimizer.step()
         return loss.detach(), logits.detach()
+
+    def _capture(self, x, y) -> None:
+        """Record the whole step on static buffers (nothing runs: the first replay makes this batch's step)."""
+        self._x, self._y = x.detach().clone(), y.detach().clone()
+        groups = self.optimizer.param_groups
+        self._lr = [torch.tensor(float(g["lr"]), dtype=torch.float32, device=x.device) for g in groups]
+        floats = [g["lr"] for g in groups]
+        module, compiled = (self.forward_module, True) if self.fast_path.compile else (self.model, False)
+        graph = torch.cuda.CUDAGraph()
+        self.optimizer.zero_grad(set_to_none=True)  # the captured backward allocates the gradients it then writes
+        try:
+            for g, lr in zip(groups, self._lr):
+                g["lr"] = lr  # the captured update reads the lr from this tensor
+            with torch.cuda.graph(graph):
+                with compiled_blocks(self.model, compiled), self.fast_path.autocast():
+                    logits = module(self._x)
+                    loss = F.cross_entropy(logits, self._y)
+                loss.backward()
+                self.optimizer.step()
+        finally:
+            for g, lr in zip(groups, floats):
+                g["lr"] = lr  # the scheduler and checkpoints keep plain floats
+        self._loss, self._logits = loss.detach(), logits.detach()
+        self._graph = graph
+
+    def _replay(self, x, y) -> tuple[torch.Tensor, torch.Tensor]:
+        self._x.copy_(x)
+        self._y.copy_(y)
+        for g, lr in zip(self.optimizer.param_groups, self._lr):
+            lr.fill_(g["lr"])
+        self._graph.replay()
+        return self._loss.clone(), self._logits.clone()  # the next replay overwrites the static outputs
+
+
+def _first_lines(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return " ".join(lines[:2])[:240]
 
 
 def make_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, fast_path_cfg: dict | FastPath | None,
