@@ -198,6 +198,7 @@ class TrainStep:
         self._compiled_ran = False
         self._warm_steps = 0
         self._graph: torch.cuda.CUDAGraph | None = None
+        self.graph_replays = 0  # steps that ran as one replayed graph
         self.forward_module = compile_model(apply_to_model(model, fast_path), fast_path)
         if fast_path.cuda_graphs:
             for group in optimizer.param_groups:  # the update's step counter and lr stay on the device
@@ -292,6 +293,7 @@ class TrainStep:
         for g, lr in zip(self.optimizer.param_groups, self._lr):
             lr.fill_(g["lr"])
         self._graph.replay()
+        self.graph_replays += 1
         return self._loss.clone(), self._logits.clone()  # the next replay overwrites the static outputs
 
 
