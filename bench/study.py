@@ -5,7 +5,8 @@
 Runs Snakemake in a fresh output folder per call and writes OUT/study_<gpu>_<n>seed.json: the GPU,
 torch, how many trainings and profiles, the seeds, the wall time, the GPU slots Snakemake had, and
 seconds per stage family (the sum of Snakemake's `benchmark:` records of that family's jobs, which
-can exceed the wall time when jobs share the machine). `--omit-from paper` leaves the paper out
+can exceed the wall time when jobs share the machine), and OUT/study_<gpu>_<n>seed_jobs.csv: the
+seconds and peak RSS of each job. `--omit-from paper` leaves the paper out
 (a GPU box without LaTeX); the JSON says so.
 """
 
@@ -51,12 +52,15 @@ def main(argv=None) -> int:
     r = subprocess.run(cmd, cwd=ROOT)
     wall = time.perf_counter() - t0
     outdir = ROOT / outdir
-    seconds, jobs = {}, {}
+    seconds, jobs, per_job = {}, {}, []
     for family in FAMILIES:
         records = sorted((outdir / "benchmarks" / family).glob("*.tsv")) + \
             [f for f in [outdir / "benchmarks" / f"{family}.tsv"] if f.exists()]  # one-job rules: benchmarks/<rule>.tsv
         jobs[family] = len(records)
-        seconds[family] = round(sum(float(pd.read_csv(f, sep="\t")["s"].iloc[0]) for f in records), 1)
+        tables = [pd.read_csv(f, sep="\t") for f in records]
+        seconds[family] = round(sum(float(t["s"].iloc[0]) for t in tables), 1)
+        per_job += [{"family": family, "job": f.stem, "seconds": float(t["s"].iloc[0]),
+                     "max_rss_mb": float(t["max_rss"].iloc[0])} for f, t in zip(records, tables)]
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     result = {"gpu": gpu, "torch": torch.__version__, "config": args.config, "seeds": args.seeds,
               "train_runs": jobs["train"], "profiles": jobs["profile"], "wall_s": round(wall, 1),
@@ -66,6 +70,7 @@ def main(argv=None) -> int:
     out = ROOT / args.out / f"study_{gpu.replace(' ', '_').lower()}_{len(args.seeds)}seed.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
+    pd.DataFrame(per_job).to_csv(out.with_name(out.stem + "_jobs.csv"), index=False)
     print(json.dumps(result, indent=2))
     return r.returncode
 

@@ -19,8 +19,8 @@ without this module). Parts:
     ``compile_scope``: ``"blocks"`` (default) compiles the repeated residual
     block (``model.compile_blocks()``: ViT's transformer block, S4D's layer +
     dropout + residual + LayerNorm); all blocks of a model share one compiled
-    graph, so compile time is that of one block (about 5-10 s for ViT, 45 s
-    for S4D on an H100), and the encoder/decoder, which change with the
+    graph, so compile time is that of one block (bench/README.md has the
+    measured seconds), and the encoder/decoder, which change with the
     dataset, stay eager. ``"model"`` compiles the whole model (much longer
     compiles; inductor fails on ViT 64x64 training in torch 2.11). Only the
     training batch size is compiled: the last, smaller batch of an epoch and
@@ -40,7 +40,7 @@ without this module). Parts:
     tensors so that inductor fuses everything around it. Eager, its many
     small operations make it slower than the FFT, hence tied to ``compile``.
     Sets ``S4DClassifier.conv_algorithm`` to ``"chunked"``.
-``cuda_graphs`` (default off)
+``cuda_graphs`` (default on)
     The whole training step -- forward, loss, backward and the AdamW
     update -- captured once in a CUDA graph (``torch.cuda.graph``) with
     static input buffers and replayed for every batch of the captured size:
