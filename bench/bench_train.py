@@ -101,7 +101,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action="store_true", help="fast path with train.fast_path.compile (the default)")
     p.add_argument("--no-compile", action="store_true", help="fast path without torch.compile (eager)")
-    p.add_argument("--cuda-graphs", action="store_true", help="fast path with cuda_graphs: the whole training step in one CUDA graph (eager or compiled)")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="fast path with cuda_graphs (the default already): the whole training step in one CUDA graph")
     p.add_argument("--compile-scope", choices=["blocks", "model"], default=None,
                    help="train.fast_path.compile_scope (default: the config's)")
     p.add_argument("--no-bf16", action="store_true", help="fast path without bf16 autocast")
