@@ -10,6 +10,7 @@ python3 bench/study.py --config config/study-shape.yaml --seeds 0 --out "$w" --o
 echo "study exit $?"; grep -E "Error|Exception|error:|steps \(100%\)" "$w/study.log" | tail -n 5
 cat "$w"/study_*.json
 cp -r build/study-shape-1seed/results/aggregate "$w/aggregate"
+tar -czf "$out/study.tar.gz" -C "$w" .  # now and again at the end: a call cut short keeps the study
 fp32=(--set train.fast_path.bf16_autocast=false --set train.fast_path.fused_optimizer=false
       --set train.fast_path.compile=false --set train.fast_path.cuda_graphs=false)
 for m in vit s4d; do
