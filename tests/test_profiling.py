@@ -80,24 +80,29 @@ def test_vram_fields_are_none_on_cpu_with_the_note(profiles):
     for p in profiles.values():
         row = profile_to_row(p)
         for col in ("train_peak_allocated_mb", "train_peak_reserved_mb", "infer_peak_allocated_mb_bs64",
-                    "infer_peak_allocated_mb_bs1", "train_samples_per_s_bf16"):
+                    "infer_peak_allocated_mb_bs1", "train_peak_allocated_mb_trained"):
             assert row[col] is None, col  # not 0: nothing was measured
         assert row["vram_note"] == VRAM_NOTE_CPU == "not applicable on CPU"
         fp32 = p["train"]["fp32"]
         assert fp32["peak_allocated_mb"] is None and fp32["peak_reserved_mb"] is None
         assert fp32["vram_note"] == VRAM_NOTE_CPU
         assert p["inference"]["results"]["1"]["vram_note"] == VRAM_NOTE_CPU
-        assert p["train"]["bf16"] is None and "CUDA only" in p["train"]["bf16_note"]
+        # no fast-path part applies on a CPU: as trained is the fp32 step, said so and not measured twice
+        assert p["train"]["trained"] == fp32 and "no fast-path part applies on cpu" in p["train"]["trained_note"]
+        assert p["inference"]["trained_results"] == p["inference"]["results"]
+        assert row["train_samples_per_s_trained"] == row["train_samples_per_s_fp32"] > 0
+        assert row["trained_fast_path"] == "fp32 eager"
         assert fp32["peak_rss_mb"] >= fp32["rss_before_mb"] > 0  # the host's memory is measured instead
 
 
 def test_row_cells_of_oom_and_failed_phases(profiles):
     p = copy.deepcopy(profiles["vit"])
-    p["train"]["bf16"] = {"status": profiling.FAILED, "error": "RuntimeError: Unsupported dtype BFloat16"}
-    p["train"]["bf16_note"] = "bf16 autocast failed: RuntimeError: Unsupported dtype BFloat16"
+    p["train"]["trained"] = {"status": profiling.FAILED, "error": "RuntimeError: Unsupported dtype BFloat16"}
+    p["train"]["trained_note"] = "as trained failed: RuntimeError: Unsupported dtype BFloat16"
     p["inference"]["results"]["2"] = {"status": OOM, "error": "OutOfMemoryError: (made up)"}
     row = profile_to_row(p)
-    assert row["train_samples_per_s_bf16"] is None and "Unsupported dtype" in row["train_bf16_note"]
+    assert row["train_samples_per_s_trained"] is None and "Unsupported dtype" in row["trained_note"]
+    assert row["train_samples_per_s_fp32"] > 0  # the seed regime's numbers stay
     assert row["infer_samples_per_s_bs2"] == OOM and row["infer_peak_rss_mb_bs2"] == OOM
     assert row["infer_peak_allocated_mb_bs2"] is None  # VRAM on CPU: not applicable, even for an OOM cell
 
@@ -215,10 +220,9 @@ def test_a_profile_of_an_older_format_is_refused_with_the_fix(tmp_path):
     from ssmvit.errors import UserError
 
     old = json.loads((REPO / "results/profile/organamnist_28_s4d.json").read_text())
-    old.pop("format")
-    old["macs"].pop("torchinfo_mult_adds")  # as profiles were written before format 2
+    old["format"] = 2  # as profiles were written before the as-trained regime
     path = tmp_path / "organamnist_28_s4d.json"
     path.write_text(json.dumps(old))
-    with pytest.raises(UserError, match=r"older ssmvit \(profile format 1, this one reads 2.*rerun its profile job"):
+    with pytest.raises(UserError, match=r"older ssmvit \(profile format 2, this one reads 3.*rerun its profile job"):
         efficiency_table([path])
     assert len(efficiency_table([REPO / "results/profile/organamnist_28_s4d.json"])) == 1  # the committed ones read

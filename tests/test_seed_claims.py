@@ -57,9 +57,10 @@ def test_committed_profiles_reproduce_params_and_the_s4d_mult_adds_exactly():
 def efficiency_rows(s4d: dict, vit: dict) -> pd.DataFrame:
     """Minimal efficiency rows for the two seed configurations; ``s4d``/``vit`` override the columns."""
     base = {"device_type": "cuda", "params": 1e6, "macs_analytic": 1e8, "macs_torchinfo": 1e7, "macs_thop": 1e8, "macs_flopcounter": 1e8,
-            "train_batch_size": 64, "train_peak_allocated_mb": 100.0, "train_peak_allocated_mb_bf16": 80.0,
+            "train_batch_size": 64, "train_peak_allocated_mb": 100.0, "train_peak_allocated_mb_trained": 80.0,
             "infer_peak_allocated_mb_bs64": 20.0, "train_samples_per_s_fp32": 1000.0,
-            "train_samples_per_s_bf16": 2000.0, "infer_samples_per_s_bs64": 5000.0}
+            "train_samples_per_s_trained": 2000.0, "infer_samples_per_s_bs64": 5000.0,
+            "infer_samples_per_s_bs64_trained": 10000.0, "infer_peak_allocated_mb_bs64_trained": 15.0}
     rows = []
     for dataset, res in CONFIGS:
         for model, over in (("s4d", s4d), ("vit", vit)):
@@ -67,7 +68,8 @@ def efficiency_rows(s4d: dict, vit: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-THROUGHPUT = ("train_samples_per_s_fp32", "train_samples_per_s_bf16", "infer_samples_per_s_bs64")
+THROUGHPUT = ("train_samples_per_s_fp32", "train_samples_per_s_trained", "infer_samples_per_s_bs64",
+              "infer_samples_per_s_bs64_trained")
 
 
 @pytest.mark.parametrize(("s4d_faster_in", "verdict_28", "verdict_64"), [
@@ -108,8 +110,9 @@ def test_a_configuration_outside_the_study_is_said_so():
     assert t["vram-64"]["verdict"] == ABSENT and t["dermamnist 64x64 s4d params"]["verdict"] == ABSENT
     assert t["throughput-28"]["verdict"] != ABSENT
     assert (seed_claims(read_seed_table(SEED_TABLE), None)["verdict"] == ABSENT).all()
-    cpu = efficiency_rows({}, {}).assign(train_peak_allocated_mb=None, train_peak_allocated_mb_bf16=None,
-                                         infer_peak_allocated_mb_bs64=None)  # a CPU profile: no VRAM
+    cpu = efficiency_rows({}, {}).assign(train_peak_allocated_mb=None, train_peak_allocated_mb_trained=None,
+                                         infer_peak_allocated_mb_bs64=None,
+                                         infer_peak_allocated_mb_bs64_trained=None)  # a CPU profile: no VRAM
     t = by_id(seed_claims(read_seed_table(SEED_TABLE), cpu))
     assert t["vram-64"]["verdict"] == NOT_MEASURED and t["dermamnist 64x64 s4d peak_vram_mb"]["verdict"] == NOT_MEASURED
     t = by_id(seed_claims(read_seed_table(SEED_TABLE), efficiency_rows({}, {}).assign(device_type="cpu")))

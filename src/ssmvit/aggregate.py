@@ -283,7 +283,8 @@ def efficiency_table(profile_files) -> pd.DataFrame:
     for path, prof in profiles:
         if prof.get("format", 1) < PROFILE_FORMAT:
             raise UserError(f"{path} was written by an older ssmvit (profile format {prof.get('format', 1)}, "
-                            f"this one reads {PROFILE_FORMAT}: another MAC cost model, no torchinfo count); "
+                            f"this one reads {PROFILE_FORMAT}: without the as-trained regime, or another MAC cost "
+                            "model); "
                             "rerun its profile job (snakemake --forcerun profile, or delete the file)")
     rows = [profile_to_row(prof) for _, prof in profiles]
     df = pd.DataFrame(rows)

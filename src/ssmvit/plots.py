@@ -111,7 +111,7 @@ COLUMNS = {
                    "ci95_high", "only_vit_right", "only_s4d_right", "mcnemar_p"],
     "efficiency.csv": ["dataset", "resolution", "model", "n_channels", "n_classes", "params", "macs_thop",
                        "macs_flopcounter", "macs_analytic", "device_type", "device_name", "train_batch_size",
-                       "train_samples_per_s_fp32", "train_samples_per_s_bf16", "train_peak_allocated_mb",
+                       "train_samples_per_s_fp32", "train_samples_per_s_trained", "train_peak_allocated_mb",
                        "train_peak_reserved_mb", "static_mb", "peak_rss_mb", "data_note"],
 }
 

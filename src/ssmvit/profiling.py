@@ -14,11 +14,24 @@ Method (also written into every profile under ``method``):
   the stream synchronised before each repeat; on CPU with
   ``time.perf_counter`` (CPU ops are synchronous). Reported: samples/s
   median, min, max and quartiles over the repeats, and the raw times.
-* Training step: zero_grad, forward, cross-entropy, backward, AdamW step
-  (the study's ``training.build_optimizer``, so S4D's SSM parameter group
-  too) at ``train.batch_size``; fp32, and on CUDA also under bf16 autocast.
-* Inference: eval mode under ``torch.inference_mode``, fp32, at each batch
-  size; latency = median time of one batch-1 forward pass.
+* Two regimes, each measured and labelled apart. The seed's: the plain
+  eager model in fp32, a training step being zero_grad, forward,
+  cross-entropy, backward, AdamW step (the study's
+  ``training.build_optimizer``, so S4D's SSM parameter group too). As
+  trained: the fast path of ``train.fast_path`` resolved on the profiled
+  device exactly as ``training.train_one_run`` resolves it, the training
+  step being the one the runs take (``fastpath.make_train_step``: bf16
+  autocast, fused AdamW, compiled blocks, the whole step in a CUDA graph,
+  whichever apply) and inference the fast path's forward
+  (``fastpath.inference_forward`` of the compiled blocks under its
+  autocast). Its warm-up has at least ``GRAPH_WARMUP_STEPS`` + 2 calls, so
+  that compiling and the graph capture happen before the timed repeats, and
+  it reads the study's inductor cache (``paths.COMPILE_CACHE``) as the
+  trainings do. On CPU no part of the fast path applies, so both regimes
+  run the plain fp32 step (recorded in ``trained_fast_path``).
+* Training at ``train.batch_size``; inference in eval mode under
+  ``torch.inference_mode`` at each batch size; latency = median time of one
+  batch-1 forward pass.
 * Memory on CUDA: peak counters are reset after warm-up, then
   ``max_memory_allocated`` / ``max_memory_reserved`` over the timed
   repeats. The static part is weights + AdamW state (exp_avg, exp_avg_sq,
@@ -30,11 +43,11 @@ Method (also written into every profile under ``method``):
 * Out of memory at a batch size (``torch.cuda.OutOfMemoryError``, a CPU
   allocator error, or the optional ``memory_cap_mb`` exceeded during
   warm-up) is recorded as the string "OOM" for that batch size; memory is
-  freed and profiling goes on with the next one. A bf16 phase that fails
-  otherwise (an op with no bf16 kernel, as ``torch.fft.rfft`` on CUDA,
-  which raised "Unsupported dtype BFloat16" before ``models/s4d.py`` cast
-  the FFT's inputs to fp32) is recorded with status "failed" and the
-  error; its row cells are None.
+  freed and profiling goes on with the next one. An as-trained phase that
+  fails otherwise (an op with no bf16 kernel, as ``torch.fft.rfft`` on
+  CUDA, which raised "Unsupported dtype BFloat16" before ``models/s4d.py``
+  cast the FFT's inputs to fp32) is recorded with status "failed" and the
+  error (``trained_note``); its row cells are None.
 * MACs: one forward pass at batch 1, three ways (``ssmvit.macs``), counted
   on a CPU copy of the model, so they do not depend on the profiled device.
 """
@@ -60,9 +73,10 @@ import torch.nn.functional as F
 
 from .catalog import check_choice, describe
 from .config import model_settings
+from .fastpath import GRAPH_WARMUP_STEPS, compile_model, inference_forward, make_train_step, resolve_fast_path
 from .macs import count_macs_analytic, count_macs_flopcounter, count_macs_thop, count_mult_adds_torchinfo, example_input
 from .models import INPUT_LAYOUT, build_model, count_params
-from .training import build_optimizer, resolve_device
+from .training import build_optimizer, resolve_device, use_study_compile_cache
 
 MIB = 2 ** 20
 DEFAULT_BATCH_SIZES = (1, 64, 256, 1024)
@@ -72,15 +86,18 @@ DATA_NOTE = "shapes only; random inputs created on the device (no images read)"
 VRAM_NOTE_CPU = "not applicable on CPU"
 OOM = "OOM"
 # What a profile JSON holds. 2: torchinfo's total beside the three MAC counts, and the analytic count without
-# elementwise work (the paper's one cost model). A profile of an older format is refused by aggregate.
-PROFILE_FORMAT = 2
-FAILED = "failed"  # a phase that raised something other than out-of-memory (bf16 only)
+# elementwise work (the paper's one cost model). 3: the as-trained regime (the runs' fast path) in place of
+# plain bf16 autocast, which no run used. A profile of an older format is refused by aggregate.
+PROFILE_FORMAT = 3
+FAILED = "failed"  # an as-trained phase that raised something other than out-of-memory
+REGIMES = {"fp32": "the seed's regime: plain eager model, fp32",
+           "trained": "as trained: the runs' fast path (train.fast_path, resolved on this device)"}
 
 # Columns every row from ``profile_to_row`` has, in this order; more may follow.
 ROW_COLUMNS = (
     "dataset", "resolution", "model", "n_channels", "n_classes", "params",
     "macs_thop", "macs_flopcounter", "macs_analytic", "macs_torchinfo", "device_type", "device_name",
-    "train_batch_size", "train_samples_per_s_fp32", "train_samples_per_s_bf16",
+    "train_batch_size", "train_samples_per_s_fp32", "train_samples_per_s_trained",
     "train_peak_allocated_mb", "train_peak_reserved_mb", "static_mb",
     "infer_samples_per_s_bs1", "infer_samples_per_s_bs64", "infer_samples_per_s_bs256",
     "infer_samples_per_s_bs1024", "latency_bs1_ms", "infer_peak_allocated_mb_bs64",
@@ -282,14 +299,9 @@ def _rate_summary(batch: int, times: list[float]) -> dict:
 
 
 # ------------------------------------------------------------------------------------ phases
-def _autocast(device: torch.device, precision: str):
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def _profile_training(model, optimizer, model_name, n_channels, n_classes, res, device, batch, precision,
-                      repeats, warmup, cap_mb) -> dict | str:
+def _profile_training(model, optimizer, model_name, n_channels, n_classes, res, device, batch,
+                      repeats, warmup, cap_mb, train_step=None) -> dict | str:
+    """The plain fp32 step on ``model`` and ``optimizer``, or ``train_step(x, y)`` (a ``fastpath.TrainStep``)."""
     model.train()
     peaks = _Peaks(device)
     x = y = step = None
@@ -298,9 +310,11 @@ def _profile_training(model, optimizer, model_name, n_channels, n_classes, res, 
         y = torch.randint(0, n_classes, (batch,), device=device)
 
         def step():
+            if train_step is not None:
+                train_step(x, y)
+                return
             optimizer.zero_grad(set_to_none=True)
-            with _autocast(device, precision):
-                loss = F.cross_entropy(model(x), y)
+            loss = F.cross_entropy(model(x), y)
             loss.backward()
             optimizer.step()
 
@@ -322,19 +336,22 @@ def _profile_training(model, optimizer, model_name, n_channels, n_classes, res, 
     return {"status": OOM, "error": note}
 
 
-def _profile_inference(model, model_name, n_channels, res, device, batch, repeats, warmup, cap_mb) -> dict:
+def _profile_inference(model, model_name, n_channels, res, device, batch, repeats, warmup, cap_mb,
+                       forward=None) -> dict:
+    """Plain ``model(x)`` under inference mode, or ``forward(x)`` (``fastpath.inference_forward``)."""
     model.eval()
     peaks = _Peaks(device)
     x = None
+    call = forward or model
     try:
         x = example_input(model_name, n_channels, res, batch, device)
         with torch.inference_mode():
             peaks.reset()
             for _ in range(warmup):
-                model(x)
+                call(x)
             _check_cap(peaks, cap_mb)
             peaks.reset()
-            result = _rate_summary(batch, time_calls(lambda: model(x), device, repeats))
+            result = _rate_summary(batch, time_calls(lambda: call(x), device, repeats))
         result.update(peaks.read())
         return result
     except RuntimeError as exc:
@@ -356,6 +373,50 @@ def _static_memory(model: nn.Module, optimizer) -> dict:
 
 
 # ------------------------------------------------------------------------------------- entry
+def _profile_as_trained(cfg, model_name, n_channels, n_classes, res, settings, initial, fast_path, dev, train,
+                        batch_sizes, repeats, warmup, memory_cap_mb) -> dict:
+    """The as-trained regime on a fresh copy with the ``initial`` weights: fills ``train``'s "trained" entries and
+    returns the inference results per batch size."""
+    from .aggregate import training_arithmetic
+
+    tcfg, mcfg = cfg["train"], cfg["models"][model_name]
+    lr, wd, ssm_lr = float(mcfg["lr"]), float(tcfg["weight_decay"]), mcfg.get("ssm_lr")
+    train_batch = train["batch_size"]
+    if fast_path.compile:
+        use_study_compile_cache(cfg)
+    trained_model = build_model(model_name, n_channels, n_classes, int(res), **settings)
+    trained_model.load_state_dict(initial)
+    trained_model.to(dev)
+    trained_opt = build_optimizer(trained_model, lr, wd, ssm_lr, fused=fast_path.fused_optimizer)
+    step = make_train_step(trained_model, trained_opt, fast_path, dev)
+    trained_warmup = max(warmup, GRAPH_WARMUP_STEPS + 2) if fast_path.cuda_graphs else warmup
+    print(f"timing the training step as trained ({training_arithmetic(fast_path.as_dict())}) at batch {train_batch}",
+          flush=True)
+    inference_trained, notes = {}, []
+    try:
+        train["trained"] = _profile_training(trained_model, trained_opt, model_name, n_channels, n_classes, res, dev,
+                                             train_batch, repeats, trained_warmup, memory_cap_mb, train_step=step)
+        notes = [n for n in (step.compile_error, step.graph_error) if n]
+        fast_path = step.fast_path  # what ran: a compiler or capture failure switches a part off
+        del step, trained_opt
+        _free(dev)
+        forward = inference_forward(compile_model(trained_model, fast_path), fast_path)
+        for bs in batch_sizes:
+            _free(dev)
+            inference_trained[str(int(bs))] = _profile_inference(trained_model, model_name, n_channels, res, dev,
+                                                                 int(bs), repeats, warmup, memory_cap_mb, forward)
+    except (RuntimeError, TypeError) as exc:
+        # The fast path is an extra: an op with no kernel in its precision, a compiler bug. Record why, leave the
+        # numbers unmeasured (None in rows), and keep the seed regime's.
+        train["trained"] = train["trained"] or {"status": FAILED, "error": _error_note(exc)}
+        notes.append(f"as trained failed: {_error_note(exc)}")
+    train["trained_fast_path"] = fast_path.as_dict()
+    train["trained_note"] = "; ".join(notes) or None
+    del trained_model
+    _free(dev)
+    return inference_trained
+
+
 def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=None,
                   batch_sizes=None, repeats: int | None = None, warmup: int | None = None,
                   train_batch_size: int | None = None, memory_cap_mb: float | None = None,
@@ -369,6 +430,7 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
     ``memory_cap_mb``: a batch size whose warm-up pushes the peak (reserved VRAM on CUDA,
     process RSS on CPU) above this is recorded as OOM, as if the device were that small.
     """
+
     t_start, started_at = time.perf_counter(), time.time()
     check_choice("model", model_name, tuple(INPUT_LAYOUT))
     pcfg = cfg.get("profile") or {}
@@ -405,42 +467,46 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
                       "(the seed study's column; a Linear on a sequence charged once per sample, bias adds counted, "
                       "tensor functions not counted): not a MAC count."}
 
+    initial = {k: v.clone() for k, v in model.state_dict().items()}  # both regimes start from these weights
     model.to(dev)
-    lr = float(cfg["models"][model_name]["lr"])
-    optimizer = build_optimizer(model, lr, float(tcfg["weight_decay"]), cfg["models"][model_name].get("ssm_lr"))
+    mcfg = cfg["models"][model_name]
+    lr, wd, ssm_lr = float(mcfg["lr"]), float(tcfg["weight_decay"]), mcfg.get("ssm_lr")
+    optimizer = build_optimizer(model, lr, wd, ssm_lr)
     env = environment(dev)  # before the measurements: clocks and date as the run starts
-    bf16_ok = dev.type == "cuda" and torch.cuda.is_bf16_supported()
-    precisions = ["fp32"] + (["bf16"] if bf16_ok else [])
-    train = {"batch_size": train_batch, "optimizer": "AdamW via training.build_optimizer",
-             "fp32": None, "bf16": None,
-             "bf16_note": None if bf16_ok else ("bf16 autocast is measured on CUDA only" if dev.type != "cuda"
-                                                else "this GPU does not support bf16")}
-    for precision in precisions:
-        print(f"timing the {precision} training step at batch {train_batch} ({repeats} repeats)", flush=True)
-        try:
-            train[precision] = _profile_training(model, optimizer, model_name, n_channels, n_classes, res, dev,
-                                                 train_batch, precision, repeats, warmup, memory_cap_mb)
-        except (RuntimeError, TypeError) as exc:
-            if precision == "fp32":
-                raise  # the model itself is broken: nothing to measure
-            # bf16 is an extra: an op the model runs may have no bf16 kernel (torch.fft.rfft on CUDA has
-            # none). Record why, leave the number unmeasured (None in rows), and go on.
-            train[precision] = {"status": FAILED, "error": _error_note(exc)}
-            train[f"{precision}_note"] = f"{precision} autocast failed: {_error_note(exc)}"
-        train["static"] = train.get("static") or (_static_memory(model, optimizer) if optimizer.state else None)
-        model.zero_grad(set_to_none=True)
-        _free(dev)  # empty the CUDA cache so the next phase's reserved memory is its own
+    train = {"batch_size": train_batch, "optimizer": "AdamW via training.build_optimizer", "regimes": REGIMES,
+             "fp32": None, "trained": None, "trained_fast_path": None, "trained_note": None}
+    print(f"timing the fp32 eager training step at batch {train_batch} ({repeats} repeats)", flush=True)
+    train["fp32"] = _profile_training(model, optimizer, model_name, n_channels, n_classes, res, dev, train_batch,
+                                      repeats, warmup, memory_cap_mb)
+    train["static"] = _static_memory(model, optimizer) if optimizer.state else None
+    model.zero_grad(set_to_none=True)
     del optimizer
-    _free(dev)
+    _free(dev)  # empty the CUDA cache so the next phase's reserved memory is its own
 
     inference = {}
-    print(f"timing inference at batch {', '.join(map(str, batch_sizes))}", flush=True)
+    print(f"timing fp32 eager inference at batch {', '.join(map(str, batch_sizes))}", flush=True)
     for bs in batch_sizes:
         _free(dev)
         inference[str(int(bs))] = _profile_inference(model, model_name, n_channels, res, dev, int(bs), repeats,
                                                      warmup, memory_cap_mb)
-    bs1 = inference.get("1")
+    model.cpu()
+    _free(dev)
+
+    # As trained: a fresh copy with the same weights, through the training loop's own step.
+    fast_path = resolve_fast_path(tcfg.get("fast_path"), dev)
+    if any(fast_path.as_dict().values()):
+        inference_trained = _profile_as_trained(cfg, model_name, n_channels, n_classes, res, settings, initial,
+                                                fast_path, dev, train, batch_sizes, repeats, warmup, memory_cap_mb)
+    else:
+        # No part of the fast path applies (a CPU, or every part switched off): the runs trained with the plain
+        # fp32 step, which was just measured. Said so, not measured twice.
+        train.update(trained=train["fp32"], trained_fast_path=fast_path.as_dict(),
+                     trained_note=f"no fast-path part applies on {dev.type}: as trained is the fp32 eager regime")
+        inference_trained = inference
+    bs1, bs1_trained = inference.get("1"), inference_trained.get("1")
     latency = bs1["seconds_median"] * 1e3 if isinstance(bs1, dict) and "seconds_median" in bs1 else None
+    latency_trained = (bs1_trained["seconds_median"] * 1e3 if isinstance(bs1_trained, dict)
+                       and "seconds_median" in bs1_trained else None)
 
     return {
         "format": PROFILE_FORMAT,
@@ -451,7 +517,8 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
         "started_at": started_at, "ended_at": time.time(),  # unix time: which other jobs ran meanwhile
         "train": train,
         "inference": {"precision": "fp32", "batch_sizes": [int(b) for b in batch_sizes], "results": inference,
-                      "latency_bs1_ms": latency},
+                      "latency_bs1_ms": latency, "trained_results": inference_trained,
+                      "latency_bs1_ms_trained": latency_trained},
         "method": {
             "data_note": DATA_NOTE, "repeats": int(repeats), "warmup": int(warmup), "seed": int(seed),
             "memory_cap_mb": memory_cap_mb, "mb": "MiB (2**20 bytes)",
@@ -471,7 +538,7 @@ def _cell(result, key: str, applicable: bool = True):
     or not applicable (VRAM on CPU stays None even where the phase ran out of memory)."""
     if result is None or not applicable:
         return None
-    if "status" in result:  # OOM, or a failed (unmeasured) bf16 phase
+    if "status" in result:  # OOM, or a failed (unmeasured) as-trained phase
         return OOM if result["status"] == OOM else None
     return result.get(key)
 
@@ -482,10 +549,13 @@ def profile_to_row(profile: dict) -> dict:
     None means not measured (or not applicable, e.g. VRAM on CPU); the string "OOM" means the
     device ran out of memory at that setting.
     """
+    from .aggregate import training_arithmetic
+
     env, train, inf = profile["environment"], profile["train"], profile["inference"]
     results = inf["results"]
     vram = env["device_type"] == "cuda"
-    fp32, bf16 = train.get("fp32"), train.get("bf16")
+    fp32, trained = train.get("fp32"), train.get("trained")
+    results_trained = inf.get("trained_results") or {}
     static = train.get("static")
     row = {
         "dataset": profile["dataset"], "resolution": profile["resolution"], "model": profile["model"],
@@ -496,7 +566,7 @@ def profile_to_row(profile: dict) -> dict:
         "device_type": env["device_type"], "device_name": env["device_name"],
         "train_batch_size": train["batch_size"],
         "train_samples_per_s_fp32": _cell(fp32, "samples_per_s_median"),
-        "train_samples_per_s_bf16": _cell(bf16, "samples_per_s_median"),
+        "train_samples_per_s_trained": _cell(trained, "samples_per_s_median"),
         "train_peak_allocated_mb": _cell(fp32, "peak_allocated_mb", vram),
         "train_peak_reserved_mb": _cell(fp32, "peak_reserved_mb", vram),
         "static_mb": static["static_mb"] if static else None,
@@ -507,12 +577,14 @@ def profile_to_row(profile: dict) -> dict:
     row["infer_peak_allocated_mb_bs64"] = _cell(results.get("64"), "peak_allocated_mb", vram)
     row["peak_rss_mb"] = _cell(fp32, "peak_rss_mb")
     row["data_note"] = profile["method"]["data_note"]
-    # Extras: spread, bf16 memory, other batch sizes, VRAM note, environment.
+    # Extras: spread over the repeats, the as-trained regime's other cells, other batch sizes, VRAM note, environment.
     row.update({
-        "train_samples_per_s_fp32_min": _cell(fp32, "samples_per_s_min"),
-        "train_samples_per_s_fp32_max": _cell(fp32, "samples_per_s_max"),
-        "train_peak_allocated_mb_bf16": _cell(bf16, "peak_allocated_mb", vram),
-        "train_bf16_note": train.get("bf16_note"),
+        **{f"train_samples_per_s_{regime}_{stat}": _cell(phase, f"samples_per_s_{stat}")
+           for regime, phase in (("fp32", fp32), ("trained", trained)) for stat in ("min", "q25", "q75", "max")},
+        "train_peak_allocated_mb_trained": _cell(trained, "peak_allocated_mb", vram),
+        "trained_fast_path": training_arithmetic(train.get("trained_fast_path")),
+        "trained_note": train.get("trained_note"),
+        "latency_bs1_ms_trained": inf.get("latency_bs1_ms_trained"),
         "vram_note": None if vram else VRAM_NOTE_CPU,
         "repeats": profile["method"]["repeats"], "warmup": profile["method"]["warmup"],
         "torch": env["torch"], "cuda": env["cuda"], "gpu_driver": env["gpu_driver"],
@@ -524,4 +596,10 @@ def profile_to_row(profile: dict) -> dict:
     for bs in inf["batch_sizes"]:
         row.setdefault(f"infer_peak_allocated_mb_bs{bs}", _cell(results.get(str(bs)), "peak_allocated_mb", vram))
         row[f"infer_peak_rss_mb_bs{bs}"] = _cell(results.get(str(bs)), "peak_rss_mb")
+        cell = results_trained.get(str(bs))
+        row[f"infer_samples_per_s_bs{bs}_trained"] = _cell(cell, "samples_per_s_median")
+        row[f"infer_peak_allocated_mb_bs{bs}_trained"] = _cell(cell, "peak_allocated_mb", vram)
+        for stat in ("min", "q25", "q75", "max"):
+            row[f"infer_samples_per_s_bs{bs}_{stat}"] = _cell(results.get(str(bs)), f"samples_per_s_{stat}")
+            row[f"infer_samples_per_s_bs{bs}_trained_{stat}"] = _cell(cell, f"samples_per_s_{stat}")
     return row

@@ -53,6 +53,7 @@ from .plots import (
     to_bool,
     to_float,
 )
+from .seed_claims import REGIMES as SEED_REGIMES
 
 GENERATED_FILES = ("macros.tex", "accuracy_table.tex", "efficiency_table.tex", "paired_table.tex", "setup.tex",
                    "reproducibility.tex", "figures.tex", "results_text.tex", "discussion_text.tex",
@@ -488,13 +489,18 @@ def efficiency_table(inp: Inputs) -> str:
            "Mult-Adds: multiply-accumulate operations of one forward pass of one image, counted three ways: "
            "by thop, by PyTorch's FlopCounterMode (FlopCounter) and analytically from the layer shapes. "
            f"Peak VRAM: peak allocated GPU memory (MB, i.e.\\ MiB) of a training step with batch size {bs_text}. "
-           f"Train: training samples/s (fp32, batch {bs_text}).")
+           f"Train: training samples/s (batch {bs_text}).")
     if ib:
         cap += f" Infer.: inference samples/s at batch {ib[0]}."
+    profiled_as = [str(v) for v in dict.fromkeys(e.get("trained_fast_path", pd.Series(dtype=object)))
+                   if not is_missing(v)]
     trained_as = inp.training_arithmetic()
-    cap += (" All of it is measured on the plain eager models in fp32 (the seed study's regime)"
-            + (f", not in the regime the runs trained in ({join_words([tex_escape(t) for t in trained_as])})"
-               if trained_as and trained_as != ["fp32 eager"] else "") + ".")
+    cap += (" Each in two regimes: fp32, the plain eager models (the seed study's regime), and as trained, "
+            + (f"the fast path the runs' training step takes ({join_words([tex_escape(t) for t in profiled_as])})"
+               if profiled_as else "not measured by these profiles") + ", with its inference forward.")
+    if trained_as and profiled_as and set(trained_as) != set(profiled_as):
+        cap += (f" The runs themselves trained with {join_words([tex_escape(t) for t in trained_as])}, which "
+                "differs from the profiled fast path.")
     if inp.eff_cpu_only():
         cap += (" Profiling ran on CPU: peak VRAM does not apply (n/a) and throughput is CPU throughput, "
                 "not comparable with GPU numbers.")
@@ -514,11 +520,13 @@ def efficiency_table(inp: Inputs) -> str:
         cap += " OOM: out of memory."
     lines += ["\\begin{table}[htbp]", "\\centering", "\\footnotesize", "\\setlength{\\tabcolsep}{3.5pt}",
               f"\\caption{{{cap}}}", "\\label{tab:efficiency}",
-              "\\begin{tabular}{llrrrrrrr}", "\\toprule",
-              "& & & \\multicolumn{3}{c}{Mult-Adds} & Peak VRAM & \\multicolumn{2}{c}{Throughput (samples/s)} \\\\",
-              "\\cmidrule(lr){4-6} \\cmidrule(lr){8-9}",
-              "Dataset & Model (Res.) & Params & thop & FlopCounter & analytic & (MB) & Train & "
-              "Infer. \\\\",
+              "\\begin{tabular}{llrrrrrrrrrr}", "\\toprule",
+              "& & & \\multicolumn{3}{c}{Mult-Adds} & \\multicolumn{2}{c}{Peak VRAM (MB)} & "
+              "\\multicolumn{4}{c}{Throughput (samples/s)} \\\\",
+              "\\cmidrule(lr){4-6} \\cmidrule(lr){7-8} \\cmidrule(lr){9-12}",
+              "& & & & & & & & \\multicolumn{2}{c}{Train} & \\multicolumn{2}{c}{Infer.} \\\\",
+              "Dataset & Model (Res.) & Params & thop & FlopC. & analytic & fp32 & trained & fp32 & trained & fp32 & "
+              "trained \\\\",
               "\\midrule"]
     first = True
     for _, g in e.groupby("_d", sort=True):
@@ -532,8 +540,11 @@ def efficiency_table(inp: Inputs) -> str:
             macs = [("OOM" if is_oom(r.get(c)) else fmt_count(r.get(c))) for c, _ in MAC_COUNTS]
             lines.append(" & ".join([dcell, mcell, fmt_count(r.get("params")), *macs,
                                      _vram_cell(r, "train_peak_allocated_mb"),
+                                     _vram_cell(r, "train_peak_allocated_mb_trained"),
                                      _rate_cell(r.get("train_samples_per_s_fp32")),
-                                     _rate_cell(r.get(ib[1])) if ib else "--"]) + " \\\\")
+                                     _rate_cell(r.get("train_samples_per_s_trained")),
+                                     _rate_cell(r.get(ib[1])) if ib else "--",
+                                     _rate_cell(r.get(f"{ib[1]}_trained")) if ib else "--"]) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
     return "\n".join(lines) + "\n"
 
@@ -567,26 +578,27 @@ def seed_claims_tables(inp: Inputs) -> str:
               "labelled 28$\\times$28, fit 64$\\times$64 RGB inputs only) beside our measurement of the same "
               f"configuration on {device}. Params and Mult-Adds do not depend on the regime; our Mult-Adds here "
               "are torchinfo's total \\citep{torchinfo}, the seed's counter, which is not a MAC count. Peak VRAM "
-              "and throughput of a training step at the study's batch size in fp32 (the seed's regime) and under "
-              "bf16 autocast (eager, without the compiled fast path the runs trained with), and of inference in "
-              "fp32 at the same batch. The seed names no GPU, batch size or phase, so those absolute values are "
-              "shown, not judged (not comparable).}",
+              "and throughput of a training step at the study's batch size and of inference at the same batch, "
+              "each in two regimes: the plain eager models in fp32 (the seed's regime) and as trained (the fast "
+              "path the runs trained with, Table~\\ref{tab:efficiency}). The seed names no GPU, batch size or "
+              "phase, so those absolute values are shown, not judged (not comparable).}",
               "\\label{tab:seedfigures}",
-              "\\begin{tabular}{lrrrrlp{5.6cm}}", "\\toprule",
-              "& & \\multicolumn{3}{c}{ours} & & \\\\ \\cmidrule(lr){3-5}",
-              "Quantity & Seed & train fp32 & train bf16 & infer fp32 & Verdict & Why \\\\"]
+              "\\begin{tabular}{lrrrrrlp{4.6cm}}", "\\toprule",
+              "& & \\multicolumn{4}{c}{ours} & & \\\\ \\cmidrule(lr){3-6}",
+              "& & \\multicolumn{2}{c}{training} & \\multicolumn{2}{c}{inference} & & \\\\",
+              "Quantity & Seed & fp32 & as trained & fp32 & as trained & Verdict & Why \\\\"]
     last = None
     for _, r in fig.iterrows():
         conf = (r["dataset"], int(r["resolution"]), r["model"])
         if conf != last:  # one header line per configuration
-            lines += ["\\midrule", f"\\multicolumn{{7}}{{l}}{{\\textbf{{{tex_escape(dataset_label(r['dataset']))} "
+            lines += ["\\midrule", f"\\multicolumn{{8}}{{l}}{{\\textbf{{{tex_escape(dataset_label(r['dataset']))} "
                                      f"{int(r['resolution'])}$\\times${int(r['resolution'])}, "
                                      f"{tex_escape(model_label(r['model']))}}}}} \\\\"]
         last = conf
         q = r["quantity"]
-        ours = [_seed_value(q, r.get(reg)) for reg in ("train_fp32", "train_bf16", "infer_fp32")]
+        ours = [_seed_value(q, r.get(reg)) for reg in SEED_REGIMES]
         if q in ("params", "mult_adds"):
-            ours = [f"\\multicolumn{{3}}{{c}}{{{ours[0]}}}"]
+            ours = [f"\\multicolumn{{4}}{{c}}{{{ours[0]}}}"]
         why = "" if r["verdict"] == "not comparable" or is_missing(r.get("reason")) else tex_escape(r["reason"])
         lines.append(" & ".join([_SEED_QUANTITY[q], _seed_value(q, r["seed"]), *ours, tex_escape(r["verdict"]), why])
                      + " \\\\")
@@ -600,15 +612,16 @@ def seed_claims_tables(inp: Inputs) -> str:
               "agrees with the seed's direction (parameters: within 10\\%; ``about the same'': within 2$\\times$), "
               "``depends on the regime'' where they disagree.}",
               "\\label{tab:seedclaims}",
-              "\\begin{tabular}{p{4.2cm}rrrrlp{4.0cm}}", "\\toprule",
-              "& & \\multicolumn{3}{c}{ours} & & \\\\ \\cmidrule(lr){3-5}",
-              "Claim of the seed study & Seed & train fp32 & train bf16 & infer fp32 & Verdict & Why \\\\",
+              "\\begin{tabular}{p{3.8cm}rrrrrlp{3.4cm}}", "\\toprule",
+              "& & \\multicolumn{4}{c}{ours} & & \\\\ \\cmidrule(lr){3-6}",
+              "& & \\multicolumn{2}{c}{training} & \\multicolumn{2}{c}{inference} & & \\\\",
+              "Claim of the seed study & Seed & fp32 & as trained & fp32 & as trained & Verdict & Why \\\\",
               "\\midrule"]
     for _, r in claims.iterrows():
-        vals = [to_float(r.get(reg)) for reg in ("train_fp32", "train_bf16", "infer_fp32")]
+        vals = [to_float(r.get(reg)) for reg in SEED_REGIMES]
         cells = ["--" if math.isnan(v) else f"{v:.2f}$\\times$" for v in vals]
         if r["quantity"] in ("params", "mult_adds"):
-            cells = [f"\\multicolumn{{3}}{{c}}{{{cells[0]}}}"]
+            cells = [f"\\multicolumn{{4}}{{c}}{{{cells[0]}}}"]
         # the ratios are in the columns; only the Mult-Adds claims need words (which counter)
         why = tex_escape(r["reason"]) if r["quantity"] == "mult_adds" and not is_missing(r.get("reason")) else ""
         lines.append(" & ".join([tex_escape(r["claim"]), f"{to_float(r['seed']):.2f}$\\times$", *cells,
@@ -1347,41 +1360,49 @@ def discussion_text(inp: Inputs, M: Macros) -> str:
     if inp.eff is not None:
         dev = inp.eff_device_text()
         ib = inp.infer_batch()
-        eff_sents = []
-        for res in sorted(inp.eff["resolution"].unique()):
-            e = inp.eff[inp.eff["resolution"] == res]
-            inf, trn, mem = [], [], []
-            for d, g in e.groupby("dataset"):
-                v, s = g[g["model"] == "vit"], g[g["model"] == "s4d"]
-                if v.empty or s.empty:
-                    continue
-                v, s = v.iloc[0], s.iloc[0]
-                if ib:
-                    inf.append(to_float(s.get(ib[1])) / to_float(v.get(ib[1])))
-                trn.append(to_float(s.get("train_samples_per_s_fp32")) / to_float(v.get("train_samples_per_s_fp32")))
-                if str(v.get("device_type")).lower() == "cuda":
-                    mem.append(to_float(s.get("train_peak_allocated_mb")) / to_float(v.get("train_peak_allocated_mb")))
-            rt = res_tag(res)
-            parts = []
-            rng = _ratio_range(trn)
-            if rng:
-                parts.append("S4D's training throughput is "
-                             + _compare_text(rng, ("higher", "lower"), M, f"TrainThroughputRatio{rt}"))
-            rng = _ratio_range(inf)
-            if rng:
-                parts.append(f"its inference throughput at batch {ib[0]} is "
-                             + _compare_text(rng, ("higher", "lower"), M, f"InferThroughputRatio{rt}"))
-            rng = _ratio_range(mem)
-            if rng:
-                parts.append("its peak training VRAM is "
-                             + _compare_text(rng, ("larger", "smaller"), M, f"VramRatio{rt}"))
-            if parts:
-                eff_sents.append(f"at {res_tex(res)}, " + join_words(parts) + " (S4D/ViT ratios over datasets)")
-        if eff_sents:
-            paras.append(f"Measured on {dev}: " + "; ".join(eff_sents) + "."
-                         + (" These are CPU measurements; on a GPU the ranking can differ, because FFT "
-                            "convolutions and fused attention kernels scale differently there. Peak VRAM was "
-                            "not measured." if inp.eff_cpu_only() else ""))
+        # One verdict per regime: the seed's (plain eager fp32) and as trained (the runs' fast path). On a CPU no
+        # fast-path part applies, so the two are one.
+        regimes = [("", "", "in the seed study's regime (plain eager fp32)")]
+        if not inp.eff_cpu_only():
+            regimes.append(("_trained", "Trained", "as trained (the runs' fast path)"))
+        for suffix, mtag, words in regimes:
+            eff_sents = []
+            for res in sorted(inp.eff["resolution"].unique()):
+                e = inp.eff[inp.eff["resolution"] == res]
+                inf, trn, mem = [], [], []
+                for d, g in e.groupby("dataset"):
+                    v, s = g[g["model"] == "vit"], g[g["model"] == "s4d"]
+                    if v.empty or s.empty:
+                        continue
+                    v, s = v.iloc[0], s.iloc[0]
+                    if ib:
+                        inf.append(to_float(s.get(ib[1] + suffix)) / to_float(v.get(ib[1] + suffix)))
+                    col = "train_samples_per_s_" + ("trained" if suffix else "fp32")
+                    trn.append(to_float(s.get(col)) / to_float(v.get(col)))
+                    if str(v.get("device_type")).lower() == "cuda":
+                        col = "train_peak_allocated_mb" + suffix
+                        mem.append(to_float(s.get(col)) / to_float(v.get(col)))
+                rt = res_tag(res)
+                parts = []
+                rng = _ratio_range(trn)
+                if rng:
+                    parts.append("S4D's training throughput is "
+                                 + _compare_text(rng, ("higher", "lower"), M, f"TrainThroughputRatio{mtag}{rt}"))
+                rng = _ratio_range(inf)
+                if rng:
+                    parts.append(f"its inference throughput at batch {ib[0]} is "
+                                 + _compare_text(rng, ("higher", "lower"), M, f"InferThroughputRatio{mtag}{rt}"))
+                rng = _ratio_range(mem)
+                if rng:
+                    parts.append("its peak training VRAM is "
+                                 + _compare_text(rng, ("larger", "smaller"), M, f"VramRatio{mtag}{rt}"))
+                if parts:
+                    eff_sents.append(f"at {res_tex(res)}, " + join_words(parts) + " (S4D/ViT ratios over datasets)")
+            if eff_sents:
+                paras.append(f"Measured on {dev} {words}: " + "; ".join(eff_sents) + "."
+                             + (" These are CPU measurements, where no part of the fast path applies; on a GPU the "
+                                "ranking can differ, because FFT convolutions and fused attention kernels scale "
+                                "differently there. Peak VRAM was not measured." if inp.eff_cpu_only() else ""))
         # MAC counters
         mac_sents = []
         for m in inp.models():
@@ -1454,10 +1475,12 @@ def limitations_text(inp: Inputs, M: Macros) -> str:
                      "them is a measurement of time.")
         trained_as = [t for t in inp.training_arithmetic() if t != "fp32 eager"]
         if trained_as:
-            items.append("The efficiency measurements time the plain eager models in fp32 and under bf16 autocast; "
-                         f"the runs trained with {join_words([tex_escape(t) for t in trained_as])}, whose speed "
-                         "only the runs' training times reflect (Section~\\ref{sec:reproducibility}). Which model "
-                         "is faster depends on that regime (\\RefOr{tab:seedclaims}{Table}{the seed study's claims}).")
+            items.append("The efficiency measurements time one training step and one forward pass on random inputs, "
+                         "in the seed study's regime (plain eager fp32) and as trained "
+                         f"({join_words([tex_escape(t) for t in trained_as])}); a run's own epochs also hold "
+                         "validation and bookkeeping, which only its training time reflects "
+                         "(Section~\\ref{sec:reproducibility}). Which model is faster depends on the regime "
+                         "(\\RefOr{tab:seedclaims}{Table}{the seed study's claims}).")
     else:
         items.append("Efficiency (parameters, Mult-Adds, memory, throughput) was not measured in this build.")
     return ("% Generated by ssmvit.report; do not edit.\n\\begin{itemize}\n"

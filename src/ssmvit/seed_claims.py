@@ -5,9 +5,10 @@ named in every row). ``seed_claims`` puts each of its figures beside ours
 and turns its observations into ratios of S4D to ViT that our profiles
 either show or do not, per regime:
 
-  train_fp32       training step at the study's batch size, fp32 eager (the seed's regime)
-  train_bf16       the same step under bf16 autocast (eager; the runs trained with it, plus compile)
-  infer_fp32       inference at the study's batch size, fp32 eager (the profile's training batch)
+  train_fp32       training step at the study's batch size, plain eager fp32 (the seed's regime)
+  train_trained    the same step as the runs trained (their fast path: the profile's "as trained" regime)
+  infer_fp32       inference at the study's batch size, plain eager fp32 (the profile's training batch)
+  infer_trained    the same inference through the fast path's forward
 
 The seed names no GPU, batch size or phase for its memory and throughput
 columns, so their absolute values are shown, not judged; its claims are
@@ -24,8 +25,9 @@ import math
 
 import pandas as pd
 
-REGIMES = ("train_fp32", "train_bf16", "infer_fp32")
-REGIME_WORDS = {"train_fp32": "training fp32", "train_bf16": "training bf16", "infer_fp32": "inference fp32"}
+REGIMES = ("train_fp32", "train_trained", "infer_fp32", "infer_trained")
+REGIME_WORDS = {"train_fp32": "training fp32", "train_trained": "training as trained", "infer_fp32": "inference fp32",
+                "infer_trained": "inference as trained"}
 COLUMNS = ["kind", "id", "claim", "dataset", "resolution", "model", "quantity", "seed", *REGIMES, "verdict", "reason"]
 REPRODUCED, NOT_REPRODUCED, MIXED, NOT_JUDGED, ABSENT, NOT_MEASURED = (
     "reproduced", "not reproduced", "depends on the regime", "not comparable", "not in this study", "not measured")
@@ -87,10 +89,11 @@ def _regime_values(row: pd.Series | None, quantity: str) -> dict:
     if row is None or math.isnan(_num(row.get("train_batch_size"))):
         return dict.fromkeys(REGIMES, math.nan)
     infer_batch = int(_num(row.get("train_batch_size")))
-    cols = {"peak_vram_mb": ("train_peak_allocated_mb", "train_peak_allocated_mb_bf16",
-                             f"infer_peak_allocated_mb_bs{infer_batch}"),
-            "throughput_samples_s": ("train_samples_per_s_fp32", "train_samples_per_s_bf16",
-                                     f"infer_samples_per_s_bs{infer_batch}")}[quantity]
+    cols = {"peak_vram_mb": ("train_peak_allocated_mb", "train_peak_allocated_mb_trained",
+                             f"infer_peak_allocated_mb_bs{infer_batch}", f"infer_peak_allocated_mb_bs{infer_batch}_trained"),
+            "throughput_samples_s": ("train_samples_per_s_fp32", "train_samples_per_s_trained",
+                                     f"infer_samples_per_s_bs{infer_batch}",
+                                     f"infer_samples_per_s_bs{infer_batch}_trained")}[quantity]
     return {regime: _num(row.get(col)) for regime, col in zip(REGIMES, cols)}
 
 

@@ -115,6 +115,12 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def use_study_compile_cache(cfg: dict) -> None:
+    """One inductor cache for all jobs of a study (also across SLURM nodes on a shared filesystem): a shape
+    compiled once loads from it in seconds (bench/README.md has the seconds). The user's setting wins."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(paths.under(cfg["outdir"], paths.COMPILE_CACHE)).resolve()))
+
+
 @torch.no_grad()
 def predict(model: nn.Module, data: DeviceData, batch_size: int,
             fast_path: FastPath | None = None) -> tuple[np.ndarray, float]:
@@ -209,9 +215,7 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
             best = state.get("best")
             print(f"resuming {out_dir} after epoch {start_epoch}")
     if fast_path.compile:
-        # One inductor cache for all jobs of a study (also across SLURM nodes on a shared filesystem):
-        # a shape compiled once (45-65 s for S4D) loads from it in seconds. The user's setting wins.
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(paths.under(cfg["outdir"], paths.COMPILE_CACHE)).resolve()))
+        use_study_compile_cache(cfg)
     train_step = make_train_step(model, optimizer, fast_path, device)  # forward, loss, backward, update
     fast_path = train_step.fast_path
 
