@@ -892,7 +892,10 @@ def setup_text(inp: Inputs, M: Macros) -> str:
         out.append(f"\\paragraph{{Profiling.}} Parameters and Mult-Adds are counted per configuration; "
                    f"inference throughput is timed at batch sizes {bss} "
                    f"({int(prof.get('warmup', 0))} warm-up and {int(prof.get('repeats', 0))} timed repetitions) "
-                   f"on {dev_text}, together with training throughput and peak memory.")
+                   f"on {dev_text}, together with training throughput and peak memory, each in two regimes: "
+                   "the plain eager models in fp32 (the seed study's regime) and as trained (the training step the "
+                   "runs take, with their fast path, and its inference forward), with the spread over the "
+                   "repetitions in the aggregate table.")
     M.add("NumEpochs", str(int(tr["epochs"])))
     M.add("BatchSize", str(int(tr["batch_size"])))
     M.add("NumSeeds", str(len(seeds)))
