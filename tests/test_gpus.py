@@ -134,7 +134,7 @@ def test_gpu_jobs_share_slots_and_profiles_run_alone(tmp_path):
     out = root / "build/smoke-synthetic/results"
     jobs = [json.loads(p.read_text()) for p in sorted(out.glob("runs/*/train_summary.json"))] + \
            [json.loads(p.read_text()) for p in sorted(out.glob("runs/*/metrics.json"))]
-    profiles = [json.loads(p.read_text()) for p in sorted(out.glob("profile/*.json"))]
+    profiles = [json.loads(p.read_text()) for p in sorted(out.glob("profile/*/*.json"))]
     assert len(jobs) == 4 and len(profiles) == 4
 
     def overlap(a, b):

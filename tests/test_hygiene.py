@@ -50,3 +50,16 @@ def test_snakefmt_leaves_the_workflow_as_it_is():
 def test_ruff_finds_nothing():
     r = run(sys.executable, "-m", "ruff", "check", ".")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_the_longest_trainings_are_scheduled_first():
+    # Snakemake starts ready jobs by priority: PathMNIST at 64x64 (89,996 images of 4,096 pixels) before
+    # DermaMNIST at 28x28 (7,007 of 784), so that the longest run is not the last to start.
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "config/study-shape.yaml",
+                          "--config", "outdir=build/priority-dry-run"],  # a dry run: nothing is written
+                         cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    jobs = re.findall(r"rule train:\n(?:    .*\n)*?    wildcards: dataset=(\w+), res=(\d+), model=\w+, seed=\d+\n"
+                      r"(?:    .*\n)*?    priority: (\d+)", out.stdout)
+    priority = {(d, int(r)): int(p) for d, r, p in jobs}
+    assert len(jobs) == 12 and priority[("pathmnist", 64)] > priority[("organamnist", 64)] > priority[("dermamnist", 28)]

@@ -189,18 +189,28 @@ def test_memory_cap_counts_as_oom(cfg):
     assert p["method"]["memory_cap_mb"] == 1
 
 
-def test_script_writes_the_json(tmp_path):
+def test_script_measures_each_input_shape_once_and_writes_one_file_per_dataset(tmp_path):
     cfg_file = tmp_path / "config.yaml"
     cfg_file.write_text(yaml.safe_dump({"models": TINY, "train": {"batch_size": 4}}))
-    out = tmp_path / "prof" / "organamnist_28_s4d.json"
-    r = run_ssmvit("profile", "--config", cfg_file, "--dataset", "organamnist", "--res", 28, "--model", "s4d",
-                   "--batch-sizes", "1,2", "--repeats", 1, "--warmup", 0, "--device", "cpu", "--out", out, cwd=tmp_path)
+    out = tmp_path / "prof" / "28_s4d"
+    r = run_ssmvit("profile", "--config", cfg_file, "--dataset", "organamnist", "bloodmnist", "dermamnist",
+                   "--res", 28, "--model", "s4d", "--batch-sizes", "1,2", "--repeats", 1, "--warmup", 0,
+                   "--device", "cpu", "--out-dir", out, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    p = json.loads(out.read_text())
-    assert set(ROW_COLUMNS) <= set(profile_to_row(p))
-    assert p["inference"]["batch_sizes"] == [1, 2] and p["method"]["repeats"] == 1
-    assert sorted(x.name for x in out.parent.iterdir()) == [out.name]  # written atomically: no temp file left
-    assert "organamnist_28_s4d.json" in r.stdout
+    assert sorted(x.name for x in out.iterdir()) == ["bloodmnist.json", "dermamnist.json", "organamnist.json"]
+    assert sorted(x.name for x in out.parent.iterdir()) == ["28_s4d"]  # written atomically: no temp folder left
+    p = {d: json.loads((out / f"{d}.json").read_text()) for d in ("organamnist", "bloodmnist", "dermamnist")}
+    assert set(ROW_COLUMNS) <= set(profile_to_row(p["dermamnist"]))
+    assert p["organamnist"]["inference"]["batch_sizes"] == [1, 2] and p["organamnist"]["method"]["repeats"] == 1
+    # two shapes (1 and 3 channels), so two measurements: DermaMNIST shares BloodMNIST's timings, not its counts
+    assert p["dermamnist"]["timed_with"] == {"dataset": "bloodmnist", "n_classes": 8,
+                                             "shared_by": ["bloodmnist", "dermamnist"]}
+    assert p["dermamnist"]["train"] == p["bloodmnist"]["train"] != p["organamnist"]["train"]
+    assert p["dermamnist"]["seconds"] == 0 < p["bloodmnist"]["seconds"]
+    assert (p["dermamnist"]["n_classes"], p["bloodmnist"]["n_classes"]) == (7, 8)
+    assert p["dermamnist"]["params"] < p["bloodmnist"]["params"]  # a smaller head, counted for its own classes
+    assert p["organamnist"]["timed_with"]["dataset"] == "organamnist"
+    assert "timed with bloodmnist" in r.stdout
 
 
 def test_script_batch_sizes_argument():
@@ -219,10 +229,10 @@ def test_a_profile_of_an_older_format_is_refused_with_the_fix(tmp_path):
     from ssmvit.aggregate import efficiency_table
     from ssmvit.errors import UserError
 
-    old = json.loads((REPO / "results/profile/organamnist_28_s4d.json").read_text())
+    old = json.loads((REPO / "results/profile/28_s4d/organamnist.json").read_text())
     old["format"] = 2  # as profiles were written before the as-trained regime
     path = tmp_path / "organamnist_28_s4d.json"
     path.write_text(json.dumps(old))
     with pytest.raises(UserError, match=r"older ssmvit \(profile format 2, this one reads 3.*rerun its profile job"):
         efficiency_table([path])
-    assert len(efficiency_table([REPO / "results/profile/organamnist_28_s4d.json"])) == 1  # the committed ones read
+    assert len(efficiency_table([REPO / "results/profile/28_s4d/organamnist.json"])) == 1  # the committed ones read

@@ -109,7 +109,7 @@ def make_inputs(root: Path, epochs: int = 7) -> dict:
                        "macs_thop": base * scale * 0.9, "macs_flopcounter": base * scale,
                        "macs_analytic": base * scale * 1.01, "device_type": "cpu", "device_name": DEVICE,
                        "train_batch_size": 64, "train_samples_per_s_fp32": 300.0 / scale,
-                       "train_samples_per_s_bf16": "", "train_peak_allocated_mb": "", "train_peak_reserved_mb": "",
+                       "train_samples_per_s_trained": "", "train_peak_allocated_mb": "", "train_peak_reserved_mb": "",
                        "static_mb": "", "infer_samples_per_s_bs1": 50.0 / scale,
                        "infer_samples_per_s_bs64": 900.0 / scale, "infer_samples_per_s_bs256": 1000.0 / scale,
                        "infer_samples_per_s_bs1024": 1010.0 / scale, "latency_bs1_ms": 20.0 * scale,

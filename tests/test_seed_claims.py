@@ -22,7 +22,7 @@ CONFIGS = [("organamnist", 28), ("dermamnist", 64)]
 
 
 def committed_efficiency() -> pd.DataFrame:
-    return aggregate.efficiency_table(sorted((REPO / "results/profile").glob("*.json")))
+    return aggregate.efficiency_table(sorted((REPO / "results/profile").glob("*/*.json")))
 
 
 def by_id(table: pd.DataFrame) -> dict:

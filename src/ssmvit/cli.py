@@ -77,9 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--checkpoint", help="default: best.pt in --out-dir")
 
-    p = sub.add_parser("profile", help="params, MACs (three counts), peak memory and throughput of one configuration")
-    _run_args(p, seed=False)
-    p.add_argument("--out", help=f"default: <outdir>/{paths.PROFILE}")
+    p = sub.add_parser("profile", help="params, MACs (three counts), peak memory and throughput of one model at one "
+                                       "resolution, each input shape measured once")
+    p.add_argument("--res", required=True, type=int, help="image resolution: 28, 64, 128 or 224")
+    p.add_argument("--model", required=True, help="vit or s4d")
+    p.add_argument("--dataset", nargs="+", help="datasets to write a profile for (default: the study's datasets and "
+                                                "profile_only); one measurement per number of channels")
+    p.add_argument("--out-dir", help=f"one <dataset>.json per dataset (default: <outdir>/{paths.PROFILE_DIR})")
     p.add_argument("--batch-sizes", help="inference batch sizes, e.g. 1,64,256 (default: profile.batch_sizes)")
     p.add_argument("--repeats", type=int, help="timed repeats per measurement (default: profile.repeats)")
     p.add_argument("--warmup", type=int, help="untimed calls before timing (default: profile.warmup)")
@@ -222,27 +226,39 @@ def _batch_sizes(text: str) -> list[int]:
 
 
 def do_profile(cfg, args) -> None:
-    from .fileio import write_json
-    from .profiling import profile_model, profile_to_row
+    from .catalog import SIZES, check_choice, check_dataset
+    from .config import known_models
+    from .fileio import atomic_dir, write_json
+    from .profiling import profile_datasets, profile_to_row
 
-    _check_run(cfg, args)
+    datasets = args.dataset or paths.profiled_datasets(cfg)
+    for d in datasets:
+        check_dataset(d)
+    check_choice("resolution", args.res, SIZES)
+    check_choice("model", args.model, known_models())
     if args.repeats is not None and args.repeats < 1:
         raise UserError("--repeats must be at least 1")
     if args.warmup is not None and args.warmup < 0:
         raise UserError("--warmup must be at least 0")
     if args.device is not None and args.device != "auto" and args.device.split(":")[0] not in ("cpu", "cuda"):
         raise UserError(f"--device {args.device!r} is not one of auto, cpu, cuda")
-    out = args.out or _file(cfg, paths.PROFILE, args)
-    prof = profile_model(cfg, args.dataset, args.res, args.model, device=args.device,
-                         batch_sizes=_batch_sizes(args.batch_sizes) if args.batch_sizes else None,
-                         repeats=args.repeats, warmup=args.warmup)
-    write_json(out, prof)
-    row = profile_to_row(prof)
-    train = row["train_samples_per_s_fp32"]
-    train = f"{train:.1f}" if isinstance(train, float) else train
-    print(f"{args.model} on {args.dataset} {args.res}x{args.res} ({row['device_type']}: {row['device_name']}): "
-          f"{row['params']:,} params; MACs thop {row['macs_thop']:,}, FlopCounterMode {row['macs_flopcounter']:,}, "
-          f"analytic {row['macs_analytic']:,}; train {train} samples/s (fp32); wrote {out}")
+    out = Path(args.out_dir) if args.out_dir else paths.file(cfg["outdir"], paths.PROFILE_DIR, res=args.res,
+                                                             model=args.model)
+    profiles = profile_datasets(cfg, datasets, args.res, args.model, device=args.device,
+                                batch_sizes=_batch_sizes(args.batch_sizes) if args.batch_sizes else None,
+                                repeats=args.repeats, warmup=args.warmup)
+    with atomic_dir(out) as tmp:  # all of the folder or none of it
+        for dataset, prof in profiles.items():
+            write_json(Path(tmp) / f"{dataset}.json", prof)
+    for dataset, prof in profiles.items():
+        row = profile_to_row(prof)
+        train = row["train_samples_per_s_fp32"]
+        train = f"{train:.1f}" if isinstance(train, float) else train
+        print(f"{args.model} on {dataset} {args.res}x{args.res} ({row['device_type']}: {row['device_name']}): "
+              f"{row['params']:,} params; MACs thop {row['macs_thop']:,}, FlopCounterMode {row['macs_flopcounter']:,}, "
+              f"analytic {row['macs_analytic']:,}; train {train} samples/s (fp32, timed with "
+              f"{prof['timed_with']['dataset']})")
+    print(f"wrote {len(profiles)} profile(s) to {out}")
 
 
 def _aggregate_dir(cfg, given) -> Path:

@@ -27,7 +27,10 @@ CONFUSION = RUN_DIR + "/confusion_matrix.csv"
 # dvclive logs (for `dvc plots`, `dvc exp show`, DVC's VS Code extension): per epoch while training, the test metrics after.
 LIVE_TRAIN = RUN_DIR + "/live/train"
 LIVE_TEST = RUN_DIR + "/live/test"
-PROFILE = "results/profile/{dataset}_{res}_{model}.json"
+# One profile job per resolution and model measures each input shape (channels) once and writes one file per
+# dataset (its own parameter and MAC counts beside the shared timings).
+PROFILE_DIR = "results/profile/{res}_{model}"
+PROFILE = PROFILE_DIR + "/{dataset}.json"
 AGGREGATE = "results/aggregate/{table}"
 FIGURES_DIR = "results/figures"
 PAPER_GENERATED = "paper/generated"
@@ -60,6 +63,12 @@ def study_files(cfg: dict, pattern: str) -> list[str]:
     st = cfg["study"]
     if pattern == PROFILE:
         return [str(file(cfg["outdir"], pattern, dataset=d, res=r, model=m))
-                for d in st["datasets"] + st["profile_only"] for r in st["resolutions"] for m in st["models"]]
+                for r in st["resolutions"] for m in st["models"] for d in profiled_datasets(cfg)]
     return [str(file(cfg["outdir"], pattern, dataset=d, res=r, model=m, seed=s))
             for d in st["datasets"] for r in st["resolutions"] for m in st["models"] for s in st["seeds"]]
+
+
+def profiled_datasets(cfg: dict) -> list[str]:
+    """The datasets a profile job writes a file for: the trained ones, then those only profiled."""
+    st = cfg["study"]
+    return list(dict.fromkeys(st["datasets"] + st["profile_only"]))

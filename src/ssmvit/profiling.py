@@ -1,4 +1,4 @@
-"""Profile one model on one dataset/resolution: size, MACs, speed and memory.
+"""Profile one model at one resolution: size, MACs, speed and memory, each input shape measured once.
 
 Shapes only: the number of channels and classes come from
 ``datasets.describe``; no image is read. Inputs and labels are random
@@ -373,6 +373,27 @@ def _static_memory(model: nn.Module, optimizer) -> dict:
 
 
 # ------------------------------------------------------------------------------------- entry
+def count_macs(model: nn.Module, model_name: str, n_channels: int, n_classes: int, res: int, settings: dict,
+               seed: int = 0) -> dict:
+    """The profile's ``macs`` entry: one forward pass at batch 1 of ``model`` (on the CPU) counted three ways,
+    plus torchinfo's total."""
+    example = example_input(model_name, n_channels, res, 1, "cpu", torch.Generator().manual_seed(seed))
+    analytic = count_macs_analytic(model_name, n_channels, n_classes, res, settings)
+    macs = {"batch": 1, "thop": count_macs_thop(model, example),
+            "flopcounter": count_macs_flopcounter(model, example), "analytic": analytic["total"],
+            "analytic_breakdown": analytic, "torchinfo_mult_adds": count_mult_adds_torchinfo(model, example),
+            "method": "one forward pass at batch 1 on a CPU copy; MACs = FLOPs/2. thop: module hooks "
+                      "(Linear/Conv, affine LayerNorm as 4 ops per element; no attention matmuls, FFT or "
+                      "S4D kernel). flopcounter: torch FlopCounterMode with SDPA on its math backend "
+                      "(attention matmuls and S4D's kernel bmm counted; FFT 0). analytic: "
+                      "ssmvit.macs.count_macs_analytic (matmuls, attention, FFTs at 2.5 n log2 n FLOPs per "
+                      "real FFT, S4D's kernel matmul once per forward, no elementwise work). "
+                      "torchinfo_mult_adds: torchinfo's \"Total mult-adds\" "
+                      "(the seed study's column; a Linear on a sequence charged once per sample, bias adds counted, "
+                      "tensor functions not counted): not a MAC count."}
+    return macs
+
+
 def _profile_as_trained(cfg, model_name, n_channels, n_classes, res, settings, initial, fast_path, dev, train,
                         batch_sizes, repeats, warmup, memory_cap_mb) -> dict:
     """The as-trained regime on a fresh copy with the ``initial`` weights: fills ``train``'s "trained" entries and
@@ -452,20 +473,7 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
     model = build_model(model_name, n_channels, n_classes, int(res), **settings)
     print(f"profiling {model_name} on {dataset}-shaped inputs ({n_channels}x{res}x{res}, {n_classes} classes) on {dev}: "
           "counting MACs three ways", flush=True)
-    example = example_input(model_name, n_channels, res, 1, "cpu", torch.Generator().manual_seed(seed))
-    analytic = count_macs_analytic(model_name, n_channels, n_classes, res, settings)
-    macs = {"batch": 1, "thop": count_macs_thop(model, example),
-            "flopcounter": count_macs_flopcounter(model, example), "analytic": analytic["total"],
-            "analytic_breakdown": analytic, "torchinfo_mult_adds": count_mult_adds_torchinfo(model, example),
-            "method": "one forward pass at batch 1 on a CPU copy; MACs = FLOPs/2. thop: module hooks "
-                      "(Linear/Conv, affine LayerNorm as 4 ops per element; no attention matmuls, FFT or "
-                      "S4D kernel). flopcounter: torch FlopCounterMode with SDPA on its math backend "
-                      "(attention matmuls and S4D's kernel bmm counted; FFT 0). analytic: "
-                      "ssmvit.macs.count_macs_analytic (matmuls, attention, FFTs at 2.5 n log2 n FLOPs per "
-                      "real FFT, S4D's kernel matmul once per forward, no elementwise work). "
-                      "torchinfo_mult_adds: torchinfo's \"Total mult-adds\" "
-                      "(the seed study's column; a Linear on a sequence charged once per sample, bias adds counted, "
-                      "tensor functions not counted): not a MAC count."}
+    macs = count_macs(model, model_name, n_channels, n_classes, res, settings, seed)
 
     initial = {k: v.clone() for k, v in model.state_dict().items()}  # both regimes start from these weights
     model.to(dev)
@@ -603,3 +611,37 @@ def profile_to_row(profile: dict) -> dict:
             row[f"infer_samples_per_s_bs{bs}_{stat}"] = _cell(results.get(str(bs)), f"samples_per_s_{stat}")
             row[f"infer_samples_per_s_bs{bs}_trained_{stat}"] = _cell(cell, f"samples_per_s_{stat}")
     return row
+
+
+# ---------------------------------------------------------------------------- one job, many datasets
+def profile_datasets(cfg: dict, datasets, res: int, model_name: str, **kwargs) -> dict[str, dict]:
+    """``profile_model`` once per input shape (number of channels) among ``datasets``; one profile per dataset.
+
+    The shape's first dataset is timed (its number of classes sets the classifier head, a negligible part of the
+    step); every dataset of that shape gets the same timings and memory, and its own parameter and MAC counts, with
+    ``timed_with`` naming the timed dataset and ``seconds`` 0 (the time is the timed one's). Datasets that differ
+    only in their name, classes or images therefore no longer differ in speed by measurement noise.
+    ``kwargs`` go to ``profile_model``.
+    """
+    import copy
+
+    datasets = list(dict.fromkeys(datasets))
+    shapes: dict[int, list[str]] = {}
+    for d in datasets:  # an unknown name fails here, before anything is measured
+        shapes.setdefault(describe(d)["n_channels"], []).append(d)
+    out = {}
+    for group in shapes.values():
+        timed = profile_model(cfg, group[0], res, model_name, **kwargs)
+        timed["timed_with"] = {"dataset": group[0], "n_classes": timed["n_classes"], "shared_by": group}
+        out[group[0]] = timed
+        for d in group[1:]:
+            info = describe(d)
+            settings = model_settings(cfg, model_name, info["n_channels"])
+            seed = int(kwargs.get("seed", 0))
+            torch.manual_seed(seed)
+            model = build_model(model_name, info["n_channels"], info["n_classes"], int(res), **settings)
+            prof = copy.deepcopy(timed)
+            prof.update(dataset=d, n_classes=info["n_classes"], params=count_params(model), seconds=0.0,
+                        macs=count_macs(model, model_name, info["n_channels"], info["n_classes"], res, settings, seed))
+            out[d] = prof
+    return {d: out[d] for d in datasets}

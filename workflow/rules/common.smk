@@ -15,7 +15,7 @@ os.environ.update(  # set for the jobs, not read from the user: nothing for an e
 )
 
 from ssmvit import gpus, paths
-from ssmvit.catalog import known_datasets
+from ssmvit.catalog import describe, known_datasets
 from ssmvit.config import known_models, resolve, settings_json
 from ssmvit.errors import UserError
 
@@ -59,3 +59,9 @@ def settings(*keys):
 def run_dir(wildcards, output):
     """The run folder of a train or evaluate job (the folder of its first output)."""
     return os.path.dirname(output[0])
+
+
+def train_priority(wildcards):
+    """The longest trainings start first (training images x pixels), so that the longest is not the last to
+    start while the others finish (seen on one H200: bench/README.md, the study with graphs)."""
+    return describe(wildcards.dataset)["n_samples"]["train"] * int(wildcards.res) ** 2 // 10**6

@@ -1,14 +1,16 @@
-# Params, MACs (three counts), peak memory and throughput of each configuration.
-# Shapes only: no images needed, so datasets listed in study.profile_only are profiled too.
+# Params, MACs (three counts), peak memory and throughput of each model at each resolution, in the seed's
+# regime (plain eager fp32) and as trained (the runs' fast path). Shapes only: no images needed, so datasets
+# listed in study.profile_only are profiled too. One job per resolution and model measures each input shape
+# (channels) once, in one process, and writes one file per dataset.
 
 
 rule profile:
     output:
-        profile=out(paths.PROFILE),
+        profiles=expand(out(paths.PROFILE), dataset=paths.profiled_datasets(config), allow_missing=True),
     log:
-        log_file("profile/{dataset}_{res}_{model}"),
+        log_file("profile/{res}_{model}"),
     benchmark:
-        out(paths.BENCHMARK.format(name="profile/{dataset}_{res}_{model}"))
+        out(paths.BENCHMARK.format(name="profile/{res}_{model}"))
     conda:
         "../envs/ssmvit.yaml"
     resources:
@@ -19,6 +21,8 @@ rule profile:
     params:
         settings=settings(
             "profile",
+            "study.datasets",
+            "study.profile_only",
             "train.batch_size",
             "train.weight_decay",
             "train.device",
@@ -26,6 +30,7 @@ rule profile:
             "train.fast_path",
             "models.{model}",
         ),
+        out_dir=lambda wildcards: out(paths.PROFILE_DIR.format(**wildcards)),
     shell:
-        "ssmvit profile --dataset {wildcards.dataset} --res {wildcards.res} --model {wildcards.model}"
-        " --out {output.profile:q} --settings {params.settings:q} > {log:q} 2>&1"
+        "ssmvit profile --res {wildcards.res} --model {wildcards.model}"
+        " --out-dir {params.out_dir:q} --settings {params.settings:q} > {log:q} 2>&1"

@@ -15,6 +15,7 @@ rule train:
         log_file("train/{dataset}_{res}_{model}_s{seed}"),
     benchmark:
         out(paths.BENCHMARK.format(name="train/{dataset}_{res}_{model}_s{seed}"))
+    priority: train_priority
     conda:
         "../envs/ssmvit.yaml"
     threads: 2
