@@ -60,3 +60,22 @@ def test_seed_comparison_is_welchs_t_over_seeds_for_each_pair_of_models():
     assert row["welch_df"] == pytest.approx((va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2))
     assert 0.003 < row["welch_p"] < 0.004  # two-sided, t = 8.52 on 2.94 df
     assert t.iloc[1][["welch_t", "welch_p"]].isna().all()  # one ResNet-18 seed: no test, not a zero
+
+
+def test_a_run_is_flagged_when_other_jobs_used_its_gpu_while_it_trained():
+    import pandas as pd
+
+    from ssmvit.aggregate import _any_shared, shared_gpu_jobs
+
+    gpu0, gpu1 = {"host": "h", "gpu_uuid": "GPU-0"}, {"host": "h", "gpu_uuid": "GPU-1"}
+    run = {"where": gpu0, "started_at": 100.0, "ended_at": 200.0}
+    others = [run,
+              {"where": gpu0, "started_at": 150.0, "ended_at": 250.0},   # same card, overlapping: counted
+              {"where": gpu0, "started_at": 200.0, "ended_at": 300.0},   # same card, after it: not counted
+              {"where": gpu1, "started_at": 120.0, "ended_at": 180.0},   # another card: not counted
+              {"where": {"host": "h"}, "started_at": 120.0, "ended_at": 180.0}]  # a CPU job: not counted
+    assert shared_gpu_jobs(run, others) == 1
+    assert shared_gpu_jobs({"where": {"host": "h"}, "started_at": 1.0, "ended_at": 2.0}, others) is None  # CPU
+    assert shared_gpu_jobs({"where": gpu0}, others) is None  # times not recorded (an older file)
+    assert _any_shared(pd.Series([0, 1])) is True and _any_shared(pd.Series([0, 0])) is False
+    assert _any_shared(pd.Series([None, None])) is None

@@ -386,3 +386,19 @@ def test_efficiency_is_labelled_with_the_regime_it_was_measured_in(tmp_path):
     assert "in the seed study's regime (plain eager fp32)" in discussion
     if "as trained (the runs' fast path)" not in discussion:  # the fixture's profiles are CPU ones: one regime
         assert "no part of the fast path applies" in discussion
+
+
+def test_training_time_is_flagged_when_runs_shared_the_gpu(tmp_path):
+    p = make_inputs(tmp_path)
+    acc = pd.read_csv(p["agg"] / "accuracy.csv")
+    acc["train_seconds_mean"] = 123.4
+    acc["train_shared_gpu"] = False
+    acc.to_csv(p["agg"] / "accuracy.csv", index=False)
+    write_all(p["config"], p["agg"], p["figures"], p["generated"])
+    alone = _read(p, "accuracy_table.tex")
+    assert " & 123 & " in alone and "$^{g}$" not in alone
+    acc.loc[0, "train_shared_gpu"] = True
+    acc.to_csv(p["agg"] / "accuracy.csv", index=False)
+    write_all(p["config"], p["agg"], p["figures"], p["generated"])
+    shared = _read(p, "accuracy_table.tex")
+    assert shared.count("123$^{g}$") == 1 and "used the same GPU" in shared

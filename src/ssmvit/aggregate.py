@@ -38,7 +38,7 @@ MEDMNIST_V2_RESNET18_28 = {
 RUN_COLUMNS = ["dataset", "resolution", "model", "seed", "acc", "auc", "macro_f1", "test_loss", "n_test",
                "params", "best_epoch", "epochs", "best_val_acc", "train_seconds", "train_samples", "val_samples",
                "test_class_min_share", "test_class_max_share", "device", "device_name",
-               "training_arithmetic", "upsampled", "source_size", "official_data"]
+               "training_arithmetic", "train_shared_gpu_jobs", "upsampled", "source_size", "official_data"]
 
 # How a training step ran (train_summary.json "fast_path": the parts that were active), in words for the paper.
 FAST_PATH_WORDS = {"bf16_autocast": "bf16 autocast", "fused_optimizer": "fused AdamW",
@@ -72,12 +72,32 @@ def _class_shares(confusion) -> dict:
             "test_class_max_share": float(support.max() / support.sum())}
 
 
+def _gpu_of(job: dict):
+    """(host, GPU UUID) a training or evaluation ran on, or None (a CPU, or not recorded)."""
+    where = job.get("where") or {}
+    return (where.get("host"), where["gpu_uuid"]) if where.get("gpu_uuid") else None
+
+
+def shared_gpu_jobs(job: dict, others) -> int | None:
+    """How many of ``others`` (trainings and evaluations) ran on ``job``'s GPU while it ran; None off a GPU
+    or where the times or the GPU were not recorded (jobs written before they were)."""
+    gpu = _gpu_of(job)
+    if gpu is None or job.get("started_at") is None or job.get("ended_at") is None:
+        return None
+    return sum(1 for o in others if o is not job and _gpu_of(o) == gpu and o.get("started_at") is not None
+               and o.get("ended_at") is not None and o["started_at"] < job["ended_at"] and job["started_at"] < o["ended_at"])
+
+
 def collect_runs(metrics_files, summary_files) -> pd.DataFrame:
-    """Join each run's metrics.json with its train_summary.json (matched by the run identity both hold)."""
+    """Join each run's metrics.json with its train_summary.json (matched by the run identity both hold).
+
+    ``train_shared_gpu_jobs``: the other trainings and evaluations of the study that used the same GPU while
+    this run trained (its training time is not that of the card alone when it is above 0)."""
     summaries = {run_key(s): s for s in map(_read_json, summary_files)}
+    metrics = [_read_json(p) for p in metrics_files]
+    jobs = list(summaries.values()) + metrics
     rows = []
-    for mpath in metrics_files:
-        m = _read_json(mpath)
+    for m in metrics:
         s = summaries.get(run_key(m), {})
         rows.append({
             "dataset": m["dataset"], "resolution": m["resolution"], "model": m["model"], "seed": m["seed"],
@@ -88,11 +108,18 @@ def collect_runs(metrics_files, summary_files) -> pd.DataFrame:
             "val_samples": s.get("val_samples"), **_class_shares(m.get("confusion_matrix")), "device": m.get("device"),
             "device_name": s.get("device_name"),
             "training_arithmetic": training_arithmetic(s.get("fast_path")) if s else None,
+            "train_shared_gpu_jobs": shared_gpu_jobs(s, jobs) if s else None,
             "upsampled": m["upsampled"],
             "source_size": m["source_size"], "official_data": m["official_data"],
         })
     df = pd.DataFrame(rows, columns=RUN_COLUMNS)
     return df.sort_values(["dataset", "resolution", "model", "seed"]).reset_index(drop=True)
+
+
+def _any_shared(counts: pd.Series):
+    """True if any run shared its GPU, False if none did, None if no run recorded it (CPU runs, older files)."""
+    known = pd.to_numeric(counts, errors="coerce").dropna()
+    return None if known.empty else bool((known > 0).any())
 
 
 def accuracy_table(runs: pd.DataFrame, profile_only=(), resolutions=(), models=()) -> pd.DataFrame:
@@ -109,6 +136,8 @@ def accuracy_table(runs: pd.DataFrame, profile_only=(), resolutions=(), models=(
             "upsampled": bool(g["upsampled"].iloc[0]), "source_size": int(g["source_size"].iloc[0]),
             "official_data": bool(g["official_data"].all()),
             "ref_resnet18_28_acc": ref.get("acc"), "ref_resnet18_28_auc": ref.get("auc"),
+            "train_seconds_mean": pd.to_numeric(g["train_seconds"], errors="coerce").mean(),
+            "train_shared_gpu": _any_shared(g["train_shared_gpu_jobs"]),
         })
     for dataset in profile_only:
         for res in resolutions:

@@ -15,7 +15,7 @@ from .errors import UserError
 from .fileio import atomic_dir, load_torch, write_csv, write_json, write_npz
 from .metrics import classification_metrics
 from .models import INPUT_LAYOUT, build_model, load_weights
-from .training import DeviceData, predict, resolve_device
+from .training import DeviceData, predict, resolve_device, where_this_runs
 
 
 def evaluate_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
@@ -57,7 +57,8 @@ def evaluate_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
               "test_loss": test_loss, "checkpoint_epoch": int(ckpt.get("epoch", 0)),
               "upsampled": bool(meta.get("upsampled")), "source_size": meta.get("source_size"),
               "official_data": bool(meta.get("official_md5", True)), "class_names": meta["class_names"],
-              "device": str(device), "started_at": started_at, "ended_at": time.time(), **m}
+              "device": str(device), "where": where_this_runs(device), "started_at": started_at, "ended_at": time.time(),
+              **m}
     cm = pd.DataFrame(m["confusion_matrix"], columns=meta["class_names"])
     cm.insert(0, "true", meta["class_names"])
     write_npz(out_dir / "test_logits.npz", logits=logits.astype(np.float32), labels=labels.astype(np.int64),

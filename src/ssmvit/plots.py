@@ -101,9 +101,11 @@ def model_sort_key(name: str):
 COLUMNS = {
     "accuracy.csv": ["dataset", "resolution", "model", "status", "n_seeds", "acc_mean", "acc_std", "auc_mean",
                      "auc_std", "f1_mean", "f1_std", "params", "epochs", "n_test", "upsampled", "source_size",
-                     "official_data", "ref_resnet18_28_acc", "ref_resnet18_28_auc"],
+                     "official_data", "ref_resnet18_28_acc", "ref_resnet18_28_auc", "train_seconds_mean",
+                     "train_shared_gpu"],
     "runs.csv": ["dataset", "resolution", "model", "seed", "acc", "auc", "macro_f1", "test_loss", "n_test", "params",
-                 "best_epoch", "epochs", "train_seconds", "train_samples", "device", "device_name", "upsampled",
+                 "best_epoch", "epochs", "train_seconds", "train_samples", "train_shared_gpu_jobs", "device",
+                 "device_name", "upsampled",
                  "source_size", "official_data"],
     "histories.csv": ["dataset", "resolution", "model", "seed", "epoch", "train_loss", "train_acc", "val_loss",
                       "val_acc", "lr", "seconds"],

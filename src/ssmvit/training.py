@@ -295,7 +295,7 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
                "official_data": bool(meta.get("official_md5", True)),
                # Where and when this call ran: on a cluster or a multi-GPU host this
                # says which job and which card trained the model.
-               "where": _where_this_runs(device), "started_utc": started_utc, "ended_utc": _utc_now(),
+               "where": where_this_runs(device), "started_utc": started_utc, "ended_utc": _utc_now(),
                "started_at": started_at, "ended_at": time.time()}
     if finished:
         write_json(out_dir / "train_summary.json", summary)
@@ -341,7 +341,8 @@ def _utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _where_this_runs(device: torch.device) -> dict:
+def where_this_runs(device: torch.device) -> dict:
+    """Host, SLURM job and GPU (its UUID, whatever CUDA_VISIBLE_DEVICES numbers it) of this process."""
     where = {"host": socket.gethostname(), "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
              "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
     if device.type == "cuda":
