@@ -402,3 +402,28 @@ def test_training_time_is_flagged_when_runs_shared_the_gpu(tmp_path):
     write_all(p["config"], p["agg"], p["figures"], p["generated"])
     shared = _read(p, "accuracy_table.tex")
     assert shared.count("123$^{g}$") == 1 and "used the same GPU" in shared
+
+
+def test_the_prose_is_the_templates_a_writer_edits(tmp_path):
+    import shutil
+
+    from ssmvit.errors import UserError
+
+    p = make_inputs(tmp_path)
+    sections = tmp_path / "sections"
+    shutil.copytree(REPO / "paper/sections", sections)
+    results = sections / "results.tex"
+    results.write_text(results.read_text().replace("reaches a test accuracy of", "scores"))
+    write_all(p["config"], p["agg"], p["figures"], p["generated"], sections_dir=sections)
+    text = _read(p, "results_text.tex")
+    assert "ViT scores \\AccOrganAMNISTTwentyEightViT{}" in text and "reaches a test accuracy" not in text
+    assert "\\VAR{" not in text and "\\BLOCK{" not in text and "%%" not in text  # nothing of the template left
+    # a broken or missing template is one line naming the file, and nothing is written
+    before = _read(p, "results_text.tex")
+    results.write_text("\\VAR{no_such_fact}\n")
+    with pytest.raises(UserError, match=r"results\.tex.*no_such_fact.*fix the template"):
+        write_all(p["config"], p["agg"], p["figures"], p["generated"], sections_dir=sections)
+    results.unlink()
+    with pytest.raises(UserError, match=r"results\.tex is missing .*git checkout -- "):
+        write_all(p["config"], p["agg"], p["figures"], p["generated"], sections_dir=sections)
+    assert _read(p, "results_text.tex") == before

@@ -310,7 +310,8 @@ def do_paper(cfg, args) -> None:
 
     pdf = Path(args.out) if args.out else paths.file(cfg["outdir"], paths.PAPER_PDF)
     figures = Path(args.figures_dir) if args.figures_dir else paths.file(cfg["outdir"], paths.FIGURES_DIR)
-    written = write_all(cfg, _aggregate_dir(cfg, args.aggregate_dir), figures, pdf.parent / "generated")
+    written = write_all(cfg, _aggregate_dir(cfg, args.aggregate_dir), figures, pdf.parent / "generated",
+                        sections_dir=Path(args.tex).parent / "sections")
     print(f"{len(written)} generated LaTeX files in {pdf.parent / 'generated'}")
     build_pdf(args.tex, args.bib, pdf)
     print(f"{pdf}: {pdf_pages(pdf)} pages")

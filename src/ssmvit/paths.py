@@ -34,6 +34,7 @@ PROFILE = PROFILE_DIR + "/{dataset}.json"
 AGGREGATE = "results/aggregate/{table}"
 FIGURES_DIR = "results/figures"
 PAPER_GENERATED = "paper/generated"
+PAPER_SECTIONS = "paper/sections"  # the prose templates, in the repository (not under outdir)
 PAPER_PDF = "paper/main.pdf"
 LOG = "logs/{name}.log"
 BENCHMARK = "benchmarks/{name}.tsv"  # Snakemake's per-job seconds and memory (GPU rules)

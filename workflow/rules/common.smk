@@ -1,4 +1,5 @@
 # The config, validated once, and the helpers every rule file uses.
+import glob
 import os
 import sys
 

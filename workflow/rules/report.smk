@@ -72,6 +72,7 @@ rule paper:
         figures=rules.plot.output.figures,
         tex="paper/main.tex",
         bib="paper/references.bib",
+        sections=sorted(glob.glob(f"{paths.PAPER_SECTIONS}/*.tex")),  # the prose templates
     output:
         pdf=out(paths.PAPER_PDF),
         generated=directory(out(paths.PAPER_GENERATED)),
