@@ -4,7 +4,7 @@
 #   snakemake --cores all --configfile config/smoke.yaml --config 'train={epochs: 2}'
 from snakemake.utils import min_version
 
-min_version("9.0")
+min_version("9.27")  # a function as a rule's priority (train)
 
 
 configfile: "config.yaml"

@@ -303,3 +303,13 @@ def test_a_compiler_failure_falls_back_to_the_eager_step_from_the_same_state(cap
     assert torch.equal(losses, plain_losses)  # same dropout masks: the RNG was restored for the retry
     for k in state:
         assert torch.equal(state[k], plain_state[k]), k
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (bench/check_graph_step.py there)")
+def test_the_graphed_step_trains_as_the_ungraphed_one_does(tmp_path):
+    # On a GPU: capture, replays, the lr refresh and a smaller batch between replays, against two ungraphed runs
+    # from the same weights (bench/check_graph_step.py; its CSV says by how much they differ).
+    import check_graph_step  # bench/ is on sys.path (above)
+
+    assert check_graph_step.main(["--models", "s4d", "vit", "--res", "28", "--steps", "8",
+                                  "--out", str(tmp_path / "check.csv")]) == 0

@@ -211,6 +211,14 @@ def test_script_measures_each_input_shape_once_and_writes_one_file_per_dataset(t
     assert p["dermamnist"]["params"] < p["bloodmnist"]["params"]  # a smaller head, counted for its own classes
     assert p["organamnist"]["timed_with"]["dataset"] == "organamnist"
     assert "timed with bloodmnist" in r.stdout
+    # profiling one dataset again rewrites its file and leaves the others' alone
+    (out / "pathmnist.json").write_text("{}")
+    r = run_ssmvit("profile", "--config", cfg_file, "--dataset", "organamnist", "--res", 28, "--model", "s4d",
+                   "--batch-sizes", "1", "--repeats", 1, "--warmup", 0, "--device", "cpu", "--out-dir", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert sorted(x.name for x in out.iterdir()) == ["bloodmnist.json", "dermamnist.json", "organamnist.json",
+                                                     "pathmnist.json"]
+    assert json.loads((out / "organamnist.json").read_text())["inference"]["batch_sizes"] == [1]
 
 
 def test_script_batch_sizes_argument():

@@ -228,7 +228,7 @@ def _batch_sizes(text: str) -> list[int]:
 def do_profile(cfg, args) -> None:
     from .catalog import SIZES, check_choice, check_dataset
     from .config import known_models
-    from .fileio import atomic_dir, write_json
+    from .fileio import write_json
     from .profiling import profile_datasets, profile_to_row
 
     datasets = args.dataset or paths.profiled_datasets(cfg)
@@ -247,9 +247,8 @@ def do_profile(cfg, args) -> None:
     profiles = profile_datasets(cfg, datasets, args.res, args.model, device=args.device,
                                 batch_sizes=_batch_sizes(args.batch_sizes) if args.batch_sizes else None,
                                 repeats=args.repeats, warmup=args.warmup)
-    with atomic_dir(out) as tmp:  # all of the folder or none of it
-        for dataset, prof in profiles.items():
-            write_json(Path(tmp) / f"{dataset}.json", prof)
+    for dataset, prof in profiles.items():  # written after every measurement, each file atomically
+        write_json(out / f"{dataset}.json", prof)
     for dataset, prof in profiles.items():
         row = profile_to_row(prof)
         train = row["train_samples_per_s_fp32"]

@@ -301,7 +301,12 @@ def _rate_summary(batch: int, times: list[float]) -> dict:
 # ------------------------------------------------------------------------------------ phases
 def _profile_training(model, optimizer, model_name, n_channels, n_classes, res, device, batch,
                       repeats, warmup, cap_mb, train_step=None) -> dict | str:
-    """The plain fp32 step on ``model`` and ``optimizer``, or ``train_step(x, y)`` (a ``fastpath.TrainStep``)."""
+    """The plain fp32 step on ``model`` and ``optimizer``, or ``train_step(x, y)`` (a ``fastpath.TrainStep``).
+
+    The plain step's peak memory is read over the timed repeats (the optimizer state exists by then). A
+    ``train_step``'s is read from the start of the warm-up: a CUDA graph allocates its activations once, while it
+    is captured in the warm-up, and its replays allocate nothing the counters would see.
+    """
     model.train()
     peaks = _Peaks(device)
     x = y = step = None
@@ -322,7 +327,8 @@ def _profile_training(model, optimizer, model_name, n_channels, n_classes, res, 
         for _ in range(warmup):
             step()
         _check_cap(peaks, cap_mb)
-        peaks.reset()  # from here on: the steady state, optimizer state already allocated
+        if train_step is None:
+            peaks.reset()  # from here on: the steady state, optimizer state already allocated
         result = _rate_summary(batch, time_calls(step, device, repeats))
         result.update(peaks.read())
         return result
@@ -419,7 +425,8 @@ def _profile_as_trained(cfg, model_name, n_channels, n_classes, res, settings, i
                                              train_batch, repeats, trained_warmup, memory_cap_mb, train_step=step)
         notes = [n for n in (step.compile_error, step.graph_error) if n]
         fast_path = step.fast_path  # what ran: a compiler or capture failure switches a part off
-        del step, trained_opt
+        trained_model.zero_grad(set_to_none=True)  # the graph's gradients: not part of inference
+        del step, trained_opt  # and the graph with its memory pool
         _free(dev)
         forward = inference_forward(compile_model(trained_model, fast_path), fast_path)
         for bs in batch_sizes:
@@ -590,7 +597,9 @@ def profile_to_row(profile: dict) -> dict:
         **{f"train_samples_per_s_{regime}_{stat}": _cell(phase, f"samples_per_s_{stat}")
            for regime, phase in (("fp32", fp32), ("trained", trained)) for stat in ("min", "q25", "q75", "max")},
         "train_peak_allocated_mb_trained": _cell(trained, "peak_allocated_mb", vram),
-        "trained_fast_path": training_arithmetic(train.get("trained_fast_path")),
+        "trained_fast_path": (training_arithmetic(train["trained_fast_path"]) if train.get("trained_fast_path")
+                              is not None else None),  # None: the regime was not measured
+        "timed_with": (profile.get("timed_with") or {}).get("dataset", profile["dataset"]),
         "trained_note": train.get("trained_note"),
         "latency_bs1_ms_trained": inf.get("latency_bs1_ms_trained"),
         "vram_note": None if vram else VRAM_NOTE_CPU,

@@ -539,9 +539,13 @@ def efficiency_table(inp: Inputs) -> str:
     profiled_as = [str(v) for v in dict.fromkeys(e.get("trained_fast_path", pd.Series(dtype=object)))
                    if not is_missing(v)]
     trained_as = inp.training_arithmetic()
-    cap += (" Each in two regimes: fp32, the plain eager models (the seed study's regime), and as trained, "
-            + (f"the fast path the runs' training step takes ({join_words([tex_escape(t) for t in profiled_as])})"
-               if profiled_as else "not measured by these profiles") + ", with its inference forward.")
+    if profiled_as:
+        cap += (" Each in two regimes: fp32, the plain eager models (the seed study's regime), and as trained, the "
+                f"fast path the runs' training step takes ({join_words([tex_escape(t) for t in profiled_as])}), "
+                "with its inference forward.")
+    else:
+        cap += (" Measured in fp32 on the plain eager models (the seed study's regime); these profiles do not hold "
+                "the as-trained regime, so its columns show --.")
     if trained_as and profiled_as and set(trained_as) != set(profiled_as):
         cap += (f" The runs themselves trained with {join_words([tex_escape(t) for t in trained_as])}, which "
                 "differs from the profiled fast path.")
@@ -873,9 +877,15 @@ def setup_text(inp: Inputs, M: Macros) -> str:
     profiling = None
     if prof:
         dev = str(prof.get("device", "auto"))
+        eff = inp.eff
         profiling = {"batch_sizes": ", ".join(str(int(b)) for b in prof.get("batch_sizes", [])),
                      "warmup": int(prof.get("warmup", 0)), "repeats": int(prof.get("repeats", 0)),
-                     "device": None if dev == "auto" else tex_escape(dev)}
+                     "device": None if dev == "auto" else tex_escape(dev),
+                     # what the profiles at hand did (older ones measured each dataset and one regime)
+                     "trained_measured": eff is not None and "train_samples_per_s_trained" in eff.columns
+                     and pd.to_numeric(eff["train_samples_per_s_trained"], errors="coerce").notna().any(),
+                     "shared": eff is not None and "timed_with" in eff.columns
+                     and bool((eff["timed_with"].astype(str) != eff["dataset"].astype(str)).any())}
     M.add("NumEpochs", str(int(tr["epochs"])))
     M.add("BatchSize", str(int(tr["batch_size"])))
     M.add("NumSeeds", str(len(seeds)))

@@ -65,4 +65,6 @@ def run_dir(wildcards, output):
 def train_priority(wildcards):
     """The longest trainings start first (training images x pixels), so that the longest is not the last to
     start while the others finish (seen on one H200: bench/README.md, the study with graphs)."""
-    return describe(wildcards.dataset)["n_samples"]["train"] * int(wildcards.res) ** 2 // 10**6
+    n = describe(wildcards.dataset)["n_samples"]["train"]
+    n = min(n, config["train"]["max_train_samples"] or n)  # the images it trains on
+    return n * int(wildcards.res) ** 2 / 1e6

@@ -20,6 +20,7 @@ rule profile:
         runtime=60,
     params:
         settings=settings(
+            "outdir",  # the study's inductor cache (as-trained regime)
             "profile",
             "study.datasets",
             "study.profile_only",
