@@ -32,6 +32,10 @@ def main(argv=None) -> int:
     p.add_argument("--config", default="config/study-shape.yaml")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--out", default="bench/results")
+    p.add_argument("--outdir", default=None,
+                   help="the study's output folder (default: the config's outdir + '-<n>seed', a fresh one per seed "
+                        "count); '.' for config/reference.yaml run in a copy of the checkout")
+    p.add_argument("--commit", default=None, help="the git commit this checkout is (recorded; a box copy has no .git)")
     p.add_argument("--omit-from", default=None, help="a rule to leave out with everything after it (e.g. paper)")
     p.add_argument("--snakemake-args", default="", help="more Snakemake arguments, e.g. '--resources gpu_slots=1'")
     args = p.parse_args(argv)
@@ -40,7 +44,7 @@ def main(argv=None) -> int:
     from ssmvit.gpus import gpu_slots
 
     cfg = yaml.safe_load((ROOT / args.config).read_text())
-    outdir = f"{cfg['outdir']}-{len(args.seeds)}seed"  # one folder per seed count: nothing is reused
+    outdir = args.outdir or f"{cfg['outdir']}-{len(args.seeds)}seed"  # one folder per seed count: nothing reused
     seeds = ", ".join(map(str, args.seeds))
     cmd = [sys.executable, "-m", "snakemake", "--cores", "all", "--configfile", args.config,
            "--config", f"outdir={outdir}", f"study={{seeds: [{seeds}]}}"]
@@ -62,12 +66,13 @@ def main(argv=None) -> int:
         per_job += [{"family": family, "job": f.stem, "seconds": float(t["s"].iloc[0]),
                      "max_rss_mb": float(t["max_rss"].iloc[0])} for f, t in zip(records, tables)]
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    result = {"gpu": gpu, "torch": torch.__version__, "config": args.config, "seeds": args.seeds,
+    result = {"gpu": gpu, "torch": torch.__version__, "config": args.config, "commit": args.commit, "seeds": args.seeds,
               "train_runs": jobs["train"], "profiles": jobs["profile"], "wall_s": round(wall, 1),
               "snakemake_exit": r.returncode, "gpu_slots": gpu_slots(), "jobs": jobs,
               "seconds_per_stage_family": seconds, "omitted_from": args.omit_from,
               "cpu_count": os.cpu_count(), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    out = ROOT / args.out / f"study_{gpu.replace(' ', '_').lower()}_{len(args.seeds)}seed.json"
+    name = "study" if args.outdir is None else Path(args.config).stem  # e.g. reference_nvidia_h200_3seed.json
+    out = ROOT / args.out / f"{name}_{gpu.replace(' ', '_').lower()}_{len(args.seeds)}seed.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     pd.DataFrame(per_job).to_csv(out.with_name(out.stem + "_jobs.csv"), index=False)

@@ -1,12 +1,17 @@
-# Source this on a GPU box without network (e.g. a remote H100 reached through a
-# job runner that copies the working tree): installs the wheels carried in .whl/
-# (see README, "Running the GPU stages on a remote GPU box") into /tmp/site and
-# puts them and this checkout's src/ on PYTHONPATH. The box's own torch is used.
+# Source this on a GPU box without network (e.g. a remote H200 reached through a job runner that
+# copies the working tree): installs the wheels carried in .whl/ (see README, "Running the GPU
+# stages on a remote GPU box") into .site/ and puts them and this checkout's src/ on PYTHONPATH.
+# The box's own torch is used. .site/ is ignored, so on a box that keeps ignored files between
+# calls the wheels need to travel once: a later call without .whl/ reuses .site/ (which leaves
+# room in the transfer for a dataset).
 set -e
 export PYTHONUNBUFFERED=1
+site=$PWD/.site
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-    export PYTHONPATH=/tmp/site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl
+fi
+if [ -d "$site" ]; then
+    export PYTHONPATH=$site:$PWD/src${PYTHONPATH:+:$PYTHONPATH} PATH=$site/bin:$PATH
 else
     export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
 fi
