@@ -5,6 +5,10 @@
 # without its committed results) and each call brings back what is done so far.
 #   bench/reference_call.sh start COMMIT SEEDS [--omit-from RULE]  # copy, then snakemake in the background
 #   bench/reference_call.sh collect OUTDIR [WAIT_S]                # wait up to WAIT_S for the end, then tar
+#   bench/reference_call.sh lock OUTDIR SEEDS                      # dvc commit the box's stages -> OUTDIR/dvc.lock
+# Here: `tar -xzf` each tarball in the checkout, then aggregate, plot and paper (README). SEEDS: "0 1 2".
+# The default --omit-from aggregate leaves aggregate, plot and paper to the machine with LaTeX, where
+# the aggregate records the commit it was built from.
 # Data: the MedMNIST files in build/medmnist/ (each carried in its own call into .data/<name>/ and
 # copied there: one dataset and the checkout fill a call's transfer). Timing: bench/study.py writes
 # build/ref/bench/results/reference_<gpu>_<n>seed.json (wall time, seconds per stage family).
@@ -13,6 +17,7 @@ cmd=${1:?start|collect}; shift
 case $cmd in
 start)
     commit=${1:?COMMIT}; seeds=${2:?SEEDS, e.g. "0 1 2"}; shift 2
+    [ $# -gt 0 ] || set -- --omit-from aggregate
     rm -rf build/ref && mkdir -p build/ref
     tar -c --exclude=./build --exclude=./.data --exclude=./.site --exclude=./.whl . | tar -x -C build/ref
     # a rerun: none of the committed outputs may count as done
@@ -21,7 +26,7 @@ start)
     cd build/ref
     # shellcheck disable=SC2086  # seeds and the extra arguments are word lists
     MEDMNIST_ROOT=$(realpath ../medmnist) setsid nohup python3 bench/study.py --config config/reference.yaml \
-        --outdir . --commit "$commit" --seeds $seeds --out bench/results --snakemake-args "--keep-going" "$@" \
+        --outdir . --commit "$commit" --seeds $seeds --out bench/results --snakemake-args=--keep-going "$@" \
         > ../ref.log 2>&1 < /dev/null &
     sleep 20; tail -n 5 ../ref.log
     ;;
@@ -37,5 +42,31 @@ collect)
     tar -czf "$out/rest.tgz" --exclude='*.pt' --exclude='results/runs/organamnist_*' results logs benchmarks \
         bench/results 2> /dev/null; cp ../ref.log "$out/"
     ls -la "$out"
+    ;;
+lock)
+    # The lock of the stages that ran on the box, written where the data and checkpoints are (they do
+    # not travel back); aggregate, plot and paper are committed here after the paper is built.
+    out=${1:?OUTDIR}; seeds=${2:?SEEDS}
+    cd build/ref
+    py="import yaml; s = yaml.safe_load(open('config/reference.yaml'))['study']; print(*s['datasets'], '|',"
+    py="$py *s['resolutions'], '|', *s['models'])"
+    read -r -a parts <<< "$(python3 -c "$py")"
+    datasets=() resolutions=() models=() i=0
+    for w in "${parts[@]}"; do
+        if [ "$w" = "|" ]; then i=$((i + 1)); continue; fi
+        case $i in 0) datasets+=("$w") ;; 1) resolutions+=("$w") ;; 2) models+=("$w") ;; esac
+    done
+    dvcfile=pipelines/reference/dvc.yaml t=()
+    for d in "${datasets[@]}"; do for r in "${resolutions[@]}"; do
+        t+=("$dvcfile:download@$d-$r" "$dvcfile:preprocess@$d-$r")
+        for m in "${models[@]}"; do for s in $seeds; do
+            t+=("$dvcfile:train@$d-$r-$m-$s" "$dvcfile:evaluate@$d-$r-$m-$s")
+        done; done
+    done; done
+    for r in "${resolutions[@]}"; do for m in "${models[@]}"; do  # a part run with --omit-from profile has none
+        [ -d "results/profile/${r}_$m" ] && t+=("$dvcfile:profile@$r-$m")
+    done; done
+    python3 -m dvc commit -f "${t[@]}" 2>&1 | tail -n 2
+    cp pipelines/reference/dvc.lock "$out/"
     ;;
 esac
