@@ -189,6 +189,8 @@ def test_training_arithmetic_names_the_active_fast_path_parts():
                    compile_scope="blocks").as_dict()
     assert training_arithmetic(gpu) == ("bf16 autocast + fused AdamW + torch.compile (blocks) + "
                                         "chunked S4D convolution")
+    assert training_arithmetic(gpu, "s4d") == training_arithmetic(gpu)
+    assert training_arithmetic(gpu, "vit") == "bf16 autocast + fused AdamW + torch.compile (blocks)"  # S4D's only
 
 
 @pytest.mark.parametrize("name", ["s4d", "vit"])

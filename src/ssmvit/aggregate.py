@@ -46,11 +46,14 @@ FAST_PATH_WORDS = {"bf16_autocast": "bf16 autocast", "fused_optimizer": "fused A
                    "cuda_graphs": "CUDA graphs"}
 
 
-def training_arithmetic(fast_path: dict | None) -> str:
-    """'fp32 eager' for a plain step, else the active fast-path parts, e.g. 'bf16 autocast + fused AdamW + ...'."""
+def training_arithmetic(fast_path: dict | None, model: str | None = None) -> str:
+    """'fp32 eager' for a plain step, else the active fast-path parts, e.g. 'bf16 autocast + fused AdamW + ...'.
+    With ``model`` given, a part that only one model has (the chunked S4D convolution) is named for that model only:
+    the setting is recorded for every run, but only S4D has a convolution to chunk."""
     active = [FAST_PATH_WORDS[k] + (f" ({fast_path['compile_scope']})" if k == "compile" and fast_path.get("compile_scope")
                                     else "")
-              for k in FAST_PATH_WORDS if (fast_path or {}).get(k) is True]
+              for k in FAST_PATH_WORDS if (fast_path or {}).get(k) is True
+              and not (k == "s4d_chunked_conv" and model is not None and model != "s4d")]
     return " + ".join(active) if active else "fp32 eager"
 
 
@@ -107,7 +110,7 @@ def collect_runs(metrics_files, summary_files) -> pd.DataFrame:
             "train_seconds": s.get("train_seconds_total"), "train_samples": s.get("train_samples"),
             "val_samples": s.get("val_samples"), **_class_shares(m.get("confusion_matrix")), "device": m.get("device"),
             "device_name": s.get("device_name"),
-            "training_arithmetic": training_arithmetic(s.get("fast_path")) if s else None,
+            "training_arithmetic": training_arithmetic(s.get("fast_path"), s.get("model")) if s else None,
             "train_shared_gpu_jobs": shared_gpu_jobs(s, jobs) if s else None,
             "upsampled": m["upsampled"],
             "source_size": m["source_size"], "official_data": m["official_data"],
@@ -298,6 +301,9 @@ def provenance(config: dict, train_summaries=(), profiles=(), git: dict | None =
             "train": float(sum(s.get("train_seconds_total") or 0 for s in summaries)) if summaries else None,
             "profile": float(sum(p.get("seconds") or 0 for p in profs)) if any("seconds" in p for p in profs) else None,
         },
+        # the sums above exceed the wall time when jobs share a GPU; the span is first start to last end
+        "train_span_s": (float(max(s["ended_at"] for s in summaries) - min(s["started_at"] for s in summaries))
+                         if summaries and all(s.get("started_at") and s.get("ended_at") for s in summaries) else None),
         "n_runs": len(summaries),
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

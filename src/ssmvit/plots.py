@@ -504,7 +504,7 @@ def plot_throughput(eff: pd.DataFrame, out_dir) -> list[dict]:
         ax.set_xticks([bs for bs, _ in cols], [str(bs) for bs, _ in cols])
         ax.minorticks_off()
         log_axis(ax, "y")
-        ax.set_title(f"{res}x{res} (sequence of {res * res} pixels)")
+        ax.set_title(f"{res}\u00d7{res} ({res * res} pixels)")
         ax.set_xlabel("batch size (images)")
         ax.set_ylabel("inference throughput (images/s)")
     if not any_point:

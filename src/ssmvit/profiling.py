@@ -597,7 +597,8 @@ def profile_to_row(profile: dict) -> dict:
         **{f"train_samples_per_s_{regime}_{stat}": _cell(phase, f"samples_per_s_{stat}")
            for regime, phase in (("fp32", fp32), ("trained", trained)) for stat in ("min", "q25", "q75", "max")},
         "train_peak_allocated_mb_trained": _cell(trained, "peak_allocated_mb", vram),
-        "trained_fast_path": (training_arithmetic(train["trained_fast_path"]) if train.get("trained_fast_path")
+        "trained_fast_path": (training_arithmetic(train["trained_fast_path"], profile.get("model"))
+                              if train.get("trained_fast_path")
                               is not None else None),  # None: the regime was not measured
         "timed_with": (profile.get("timed_with") or {}).get("dataset", profile["dataset"]),
         "trained_note": train.get("trained_note"),
