@@ -6,6 +6,9 @@
 #   bench/reference_call.sh start COMMIT SEEDS [--omit-from RULE]  # copy, then snakemake in the background
 #   bench/reference_call.sh collect OUTDIR [WAIT_S]                # wait up to WAIT_S for the end, then tar
 #   bench/reference_call.sh lock OUTDIR SEEDS                      # dvc commit the box's stages -> OUTDIR/dvc.lock
+#   bench/reference_call.sh fp32 TRAIN_SEED LOGITS_SEED            # bench/fp32_check.sh in the background
+# STUDY_CONFIG=config/study-shape.yaml runs another study the same way (issue 17's timing; its output folder is
+# build/<name>-<n>seed inside the copy; `lock` is for the reference study only).
 # Here: `tar -xzf` each tarball in the checkout, then aggregate, plot and paper (README). SEEDS: "0 1 2".
 # The default --omit-from aggregate leaves aggregate, plot and paper to the machine with LaTeX, where
 # the aggregate records the commit it was built from.
@@ -24,9 +27,14 @@ start)
     rm -rf build/ref/results/runs build/ref/results/profile build/ref/results/aggregate build/ref/results/figures \
         build/ref/paper/generated build/ref/paper/main.pdf build/ref/logs build/ref/.snakemake
     cd build/ref
+    config=${STUDY_CONFIG:-config/reference.yaml} name=reference outdir=.
+    if [ "$config" != config/reference.yaml ]; then
+        name=study outdir=build/$(basename "$config" .yaml)-$(echo $seeds | wc -w)seed
+    fi
+    echo "$outdir" > .study_outdir
     # shellcheck disable=SC2086  # seeds and the extra arguments are word lists
-    MEDMNIST_ROOT=$(realpath ../medmnist) setsid nohup python3 bench/study.py --config config/reference.yaml \
-        --outdir . --commit "$commit" --seeds $seeds --out bench/results --snakemake-args=--keep-going "$@" \
+    MEDMNIST_ROOT=$(realpath ../medmnist) setsid nohup python3 bench/study.py --config "$config" --name $name \
+        --outdir "$outdir" --commit "$commit" --seeds $seeds --out bench/results --snakemake-args=--keep-going "$@" \
         > ../ref.log 2>&1 < /dev/null &
     sleep 20; tail -n 5 ../ref.log
     ;;
@@ -35,12 +43,12 @@ collect)
     for _ in $(seq 1 $((wait_s / 5))); do pgrep -f bench/study.py > /dev/null || break; sleep 5; done
     pgrep -f bench/study.py > /dev/null && echo "study still running" || echo "study finished"
     grep -E "steps \([0-9]+%\) done|Error in rule|Exiting" build/ref.log | tail -n 4
-    cd build/ref
+    cd "build/ref/$(cat build/ref/.study_outdir)"
     # three tarballs: the device tool returns files of at most 16 MiB (OrganAMNIST's logits are ~0.75 MB a run)
     tar -czf "$out/organamnist_28.tgz" --exclude='*.pt' results/runs/organamnist_28_* 2> /dev/null
     tar -czf "$out/organamnist_64.tgz" --exclude='*.pt' results/runs/organamnist_64_* 2> /dev/null
     tar -czf "$out/rest.tgz" --exclude='*.pt' --exclude='results/runs/organamnist_*' results logs benchmarks \
-        bench/results 2> /dev/null; cp ../ref.log "$out/"
+        fp32-check -C "$OLDPWD/build/ref" bench/results 2> /dev/null; cp "$OLDPWD/build/ref.log" "$out/"
     ls -la "$out"
     ;;
 lock)
@@ -68,5 +76,12 @@ lock)
     done; done
     python3 -m dvc commit -f "${t[@]}" 2>&1 | tail -n 2
     cp pipelines/reference/dvc.lock "$out/"
+    ;;
+fp32)
+    # issue 17 item 6 beside the reference study's runs (their checkpoints are here, on the box)
+    cd build/ref
+    setsid nohup bash bench/fp32_check.sh config/reference.yaml "${1:?TRAIN_SEED}" "${2:?LOGITS_SEED}" \
+        > fp32-check.log 2>&1 < /dev/null &
+    echo "fp32 check started"
     ;;
 esac

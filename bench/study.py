@@ -35,6 +35,7 @@ def main(argv=None) -> int:
     p.add_argument("--outdir", default=None,
                    help="the study's output folder (default: the config's outdir + '-<n>seed', a fresh one per seed "
                         "count); '.' for config/reference.yaml run in a copy of the checkout")
+    p.add_argument("--name", default="study", help="the JSON's name: NAME_<gpu>_<n>seed.json")
     p.add_argument("--commit", default=None, help="the git commit this checkout is (recorded; a box copy has no .git)")
     p.add_argument("--omit-from", default=None, help="a rule to leave out with everything after it (e.g. paper)")
     p.add_argument("--snakemake-args", default="", help="more Snakemake arguments, e.g. '--resources gpu_slots=1'")
@@ -71,8 +72,7 @@ def main(argv=None) -> int:
               "snakemake_exit": r.returncode, "gpu_slots": gpu_slots(), "jobs": jobs,
               "seconds_per_stage_family": seconds, "omitted_from": args.omit_from,
               "cpu_count": os.cpu_count(), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    name = "study" if args.outdir is None else Path(args.config).stem  # e.g. reference_nvidia_h200_3seed.json
-    out = ROOT / args.out / f"{name}_{gpu.replace(' ', '_').lower()}_{len(args.seeds)}seed.json"
+    out = ROOT / args.out / f"{args.name}_{gpu.replace(' ', '_').lower()}_{len(args.seeds)}seed.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     pd.DataFrame(per_job).to_csv(out.with_name(out.stem + "_jobs.csv"), index=False)

@@ -46,7 +46,7 @@ def _run_args(p: argparse.ArgumentParser, model: bool = True, seed: bool = True)
     p.add_argument("--dataset", required=True, help="a MedMNIST 2D dataset, e.g. organamnist")
     p.add_argument("--res", required=True, type=int, help="image resolution: 28, 64, 128 or 224")
     if model:
-        p.add_argument("--model", required=True, help="vit or s4d")
+        p.add_argument("--model", required=True, help="a model of src/ssmvit/models/, e.g. vit, s4d or resnet18")
     if seed:
         p.add_argument("--seed", type=int, default=None, help="training seed (default: the first of study.seeds)")
 
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("profile", help="params, MACs (three counts), peak memory and throughput of one model at one "
                                        "resolution, each input shape measured once")
     p.add_argument("--res", required=True, type=int, help="image resolution: 28, 64, 128 or 224")
-    p.add_argument("--model", required=True, help="vit or s4d")
+    p.add_argument("--model", required=True, help="a model of src/ssmvit/models/, e.g. vit, s4d or resnet18")
     p.add_argument("--dataset", nargs="+", help="datasets to write a profile for (default: the study's datasets and "
                                                 "profile_only); one measurement per number of channels")
     p.add_argument("--out-dir", help=f"one <dataset>.json per dataset (default: <outdir>/{paths.PROFILE_DIR})")
