@@ -1,3 +1,4 @@
+import contextlib
 import copy
 import json
 
@@ -153,3 +154,40 @@ def test_a_slow_cpu_epoch_is_announced_up_front_and_epochs_say_what_is_left(prep
     monkeypatch.setattr(training, "SLOW_EPOCH_S", 1e9)
     train_one_run(prepared, "organamnist", 28, "s4d", 1, progress=False)
     assert "warning" not in capsys.readouterr().out
+
+
+def test_dvclive_logs_survive_runs_ending_together_in_one_repository(tmp_path, monkeypatch):
+    """Trainings sharing a GPU end their dvclive logs in one DVC root; dvclive removes the root's step signal after
+    checking it exists, so another run's removal in between raised FileNotFoundError and failed a finished run
+    (seen on the GPU). Here a thread writes and removes that signal as fast as it can, as other runs do."""
+    import subprocess
+    import threading
+
+    from ssmvit.training import write_live
+
+    subprocess.run("git init -q && git -c user.email=t@t -c user.name=t commit -q --allow-empty -m init && "
+                   "python3 -m dvc init -q", shell=True, cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path)
+    signal = tmp_path / ".dvc/tmp/exps/run/DVCLIVE_STEP_COMPLETED"
+    signal.parent.mkdir(parents=True, exist_ok=True)
+    done = threading.Event()
+
+    def other_runs():
+        while not done.is_set():
+            signal.write_text("{}")
+            with contextlib.suppress(FileNotFoundError):
+                signal.unlink()
+
+    history = [{"epoch": e, "train_loss": 1.0 / e, "train_acc": 0.5, "val_loss": 1.0, "val_acc": 0.5, "lr": 1e-3,
+                "seconds": 1.0} for e in (1, 2, 3)]
+    thread = threading.Thread(target=other_runs, daemon=True)
+    thread.start()
+    try:
+        for _ in range(150):  # without the fix about 5% of these writes failed
+            write_live(tmp_path / "run/live/train", history)
+    finally:
+        done.set()
+        thread.join()
+    curve = pd.read_csv(tmp_path / "run/live/train/plots/metrics/train/loss.tsv", sep="\t")
+    assert curve["step"].tolist() == [1, 2, 3]
+    assert json.loads((tmp_path / "run/live/train/metrics.json").read_text())["step"] == 3

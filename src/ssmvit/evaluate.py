@@ -12,7 +12,7 @@ from . import paths
 from .config import model_settings
 from .datasets import load_processed, subset_indices
 from .errors import UserError
-from .fileio import atomic_dir, load_torch, write_csv, write_json, write_npz
+from .fileio import dvclive_log, load_torch, write_csv, write_json, write_npz
 from .metrics import classification_metrics
 from .models import INPUT_LAYOUT, build_model, load_weights
 from .training import DeviceData, predict, resolve_device, where_this_runs
@@ -74,9 +74,7 @@ def evaluate_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
 
 def write_live_test(folder: Path, result: dict) -> None:
     """The run's test metrics as a dvclive summary (beside the training log in live/train)."""
-    from dvclive import Live
-
-    with atomic_dir(folder) as tmp, Live(dir=str(tmp), save_dvc_exp=False, dvcyaml=None, report=None) as live:
+    with dvclive_log(folder) as live:
         for name in ("acc", "auc", "macro_f1", "test_loss"):
             value = result.get(name)
             if value is not None and value == value:  # an undefined AUC (NaN) is left out

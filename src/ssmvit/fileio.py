@@ -162,6 +162,29 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+# dvclive's VS Code signal file, written by ``Live.next_step`` and removed by ``Live.end`` at the DVC root.
+DVCLIVE_STEP_SIGNAL = "DVCLIVE_STEP_COMPLETED"
+
+
+@contextlib.contextmanager
+def dvclive_log(path: str | os.PathLike):
+    """A dvclive ``Live`` that writes into a temporary folder which replaces ``path`` when the block finishes.
+
+    Every run of a study shares one DVC root, and ``Live.end`` removes the root's step signal file after checking
+    that it exists: a run that ended between another run's check and removal got FileNotFoundError (seen with four
+    trainings sharing one GPU), although its log was complete. That one error is not a failure of this log.
+    """
+    from dvclive import Live
+
+    with atomic_dir(path) as tmp:
+        try:
+            with Live(dir=str(tmp), save_dvc_exp=False, dvcyaml=None, report=None) as live:
+                yield live
+        except FileNotFoundError as exc:
+            if Path(exc.filename or "").name != DVCLIVE_STEP_SIGNAL:
+                raise
+
+
 def write_text(path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

@@ -31,7 +31,7 @@ from .config import model_settings
 from .datasets import load_processed, raster_scan, subset_indices
 from .errors import UserError
 from .fastpath import FastPath, make_train_step, resolve_fast_path
-from .fileio import atomic_dir, load_torch, md5sum, save_torch, write_csv, write_json
+from .fileio import dvclive_log, load_torch, md5sum, save_torch, write_csv, write_json
 from .models import INPUT_LAYOUT, build_model, count_params, load_weights
 
 # The run's identity leads every row, so a history file says which run it belongs to.
@@ -305,9 +305,7 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
 def write_live(folder: Path, history: list[dict]) -> None:
     """The run's curves as a dvclive log (step = epoch), rewritten whole from the history after every epoch,
     so that a resumed run's log is the same as an uninterrupted one's."""
-    from dvclive import Live
-
-    with atomic_dir(folder) as tmp, Live(dir=str(tmp), save_dvc_exp=False, dvcyaml=None, report=None) as live:
+    with dvclive_log(folder) as live:
         for row in history:
             live.step = int(row["epoch"])
             for name in ("train_loss", "train_acc", "val_loss", "val_acc"):
