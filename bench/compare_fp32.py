@@ -4,10 +4,12 @@
 
 1. Training: the fp32-trained run against the study's fast-path run of the same seed (OrganAMNIST-28, 5 epochs):
    test accuracy within ACC_POINTS percentage points.
-2. Inference: one fast-path checkpoint evaluated with bf16 autocast (the study's evaluation) and again in fp32:
-   the same weights, so the logits differ by bf16 rounding only. Tolerance, stated here: relative L2 distance of
-   the logits at most LOGITS_REL_L2 (bf16 keeps 8 significant bits, 2^-8 = 0.4% per rounding, a few roundings
-   deep) and the same predicted class for at least ARGMAX_AGREEMENT of the test images.
+2. Inference: one fast-path checkpoint evaluated again with the plain fp32 settings, beside the study's own
+   evaluation of it. The study's evaluation computes its test logits without the fast path (``training.predict``
+   without ``fast_path``: fp32; only validation during training runs under bf16 autocast), so the two must agree
+   exactly. The tolerance checked is the bf16 one (bf16 keeps 8 significant bits, 2^-8 = 0.4% per rounding):
+   relative L2 distance of the logits at most LOGITS_REL_L2, the same predicted class for at least
+   ARGMAX_AGREEMENT of the test images.
 Writes OUT/fp32_check_<gpu>.json and prints it.
 """
 
@@ -49,7 +51,8 @@ def main(argv=None) -> int:
             "model": model, "seed": seed, "epochs": fp32_s["epochs_done"], "acc_fp32": a32, "acc_fast_path": afast,
             "points": round(100 * (afast - a32), 2), "within_tolerance": abs(100 * (afast - a32)) <= ACC_POINTS,
             "fast_path_fp32_run": fp32_s["fast_path"], "fast_path_study_run": fast_s["fast_path"],
-            "train_seconds_fp32": fp32_s["train_seconds_total"], "train_seconds_fast_path": fast_s["train_seconds_total"]})
+            "train_seconds_fp32": fp32_s["train_seconds_total"], "train_seconds_fast_path": fast_s["train_seconds_total"],
+            "device_fp32_run": fp32_s.get("device_name"), "device_study_run": fast_s.get("device_name")})
     for ev in sorted(check.glob("reeval_*_s*")):
         model, seed = ev.name.split("_")[1], int(ev.name.rsplit("_s", 1)[1])
         fast = runs / f"organamnist_28_{model}_s{seed}"
@@ -63,6 +66,8 @@ def main(argv=None) -> int:
             "model": model, "seed": seed, "n_test": int(len(l32)), "max_abs_diff": float(np.abs(lbf - l32).max()),
             "rel_l2": rel, "argmax_agreement": agree,
             "acc_fp32_eval": _json(ev / "metrics.json")["acc"], "acc_bf16_eval": _json(fast / "metrics.json")["acc"],
+            "device_fp32_eval": _json(ev / "metrics.json").get("device_name"),
+            "device_bf16_eval": _json(fast / "metrics.json").get("device_name"),
             "within_tolerance": rel <= LOGITS_REL_L2 and agree >= ARGMAX_AGREEMENT})
     if not result["training"] and not result["inference"]:
         sys.exit(f"nothing to compare in {check}: run bench/fp32_check.sh in the study's folder first")

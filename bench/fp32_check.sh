@@ -2,8 +2,8 @@
 # Issue 17 item 6, on the GPU box, in a study's output folder (e.g. build/ref/ after the reference study):
 # 1. the plain fp32 step (no part of the fast path) trained on OrganAMNIST-28 for ViT and S4D with seed
 #    TRAIN_SEED, 5 epochs, beside the study's fast-path runs of the same seed (test accuracy within 1 point);
-# 2. the fast-path checkpoint of seed LOGITS_SEED evaluated again in fp32, beside its bf16-autocast evaluation
-#    (the same weights: the logits differ by bf16's rounding only).
+# 2. the fast-path checkpoint of seed LOGITS_SEED evaluated again with every fast-path part off, beside the
+#    study's own evaluation of it (which computes test logits in fp32 too: the same logits are expected).
 # Writes fp32-check/; bench/compare_fp32.py compares, where the study's runs are.
 #   bash bench/fp32_check.sh CONFIG TRAIN_SEED LOGITS_SEED [--set KEY=VALUE ...]
 set -u
