@@ -427,3 +427,39 @@ def test_the_prose_is_the_templates_a_writer_edits(tmp_path):
     with pytest.raises(UserError, match=r"results\.tex is missing .*git checkout -- "):
         write_all(p["config"], p["agg"], p["figures"], p["generated"], sections_dir=sections)
     assert _read(p, "results_text.tex") == before
+
+
+def test_a_study_run_in_parts_on_two_gpus_says_which_seeds_ran_where(tmp_path):
+    """Seeds 0-1 on one GPU, seed 2 days later on another: the provenance keeps the parts apart (no span across the
+    gap), the reproducibility list names each part's seeds, GPU and span, and the accuracy table says its mean
+    training time mixes devices."""
+    from ssmvit.aggregate import training_parts
+
+    day = 86400.0
+    summaries = [{"seed": s, "device_name": "GPU A", "torch": "2.11", "started_at": 1000.0 + 10 * s,
+                  "ended_at": 1100.0 + 10 * s, "started_utc": "2026-12-02T00:00:00Z"} for s in (0, 1)]
+    summaries.append({"seed": 2, "device_name": "GPU B", "torch": "2.11", "started_at": 1000.0 + 4 * day,
+                      "ended_at": 1050.0 + 4 * day, "started_utc": "2026-12-06T00:00:00Z"})
+    parts = training_parts(summaries)
+    assert [(p["runs"], p["seeds"], p["devices"], p["span_s"]) for p in parts] == [
+        (2, [0, 1], ["GPU A"], 110.0), (1, [2], ["GPU B"], 50.0)]
+    assert len(training_parts(summaries[:2])) == 1
+    assert training_parts(summaries[:2] + [{"seed": 2}]) is None  # a run without its times: no span is claimed
+
+    p = make_inputs(tmp_path)
+    prov = json.loads((p["agg"] / "provenance.json").read_text())
+    prov["train_parts"] = parts
+    (p["agg"] / "provenance.json").write_text(json.dumps(prov))
+    write_all(p["config"], p["agg"], p["figures"], p["generated"])
+    text = " ".join(_read(p, "reproducibility.tex").split())
+    assert "in 2 parts run at different times" in text
+    assert "2 runs (seeds 0, 1) on GPU A" in text and "1 run (seed 2) on GPU B" in text
+    assert "last one's end 110.0\\,s (1.8\\,min); " in text and "last one's end 50.0\\,s." in text
+    assert "more than one device" not in _read(p, "accuracy_table.tex")  # make_inputs: one device
+
+    runs = pd.read_csv(p["agg"] / "runs.csv")
+    runs.loc[runs["seed"] == 1, "device_name"] = "GPU B"
+    runs.to_csv(p["agg"] / "runs.csv", index=False)
+    write_all(p["config"], p["agg"], p["figures"], p["generated"])
+    table = " ".join(_read(p, "accuracy_table.tex").split())
+    assert "more than one device" in table and "GPU B: seed 1" in table and r"Xeon\_Gold" in table

@@ -276,6 +276,29 @@ def git_state(outdir: str, root=".") -> dict:
     return {"git_commit": commit.strip(), "git_dirty": bool(sources), "git_dirty_files": sources[:20]}
 
 
+# No training running for this long separates two parts of a study: one run at another time (seeds added later,
+# a second GPU call, a rerun), perhaps on another GPU.
+PART_GAP_S = 3600.0
+
+
+def training_parts(summaries) -> list[dict] | None:
+    """The study's trainings grouped into the parts they ran in, each with its runs, seeds, GPUs, software and span
+    (first start to last end); None where a run lacks its start or end time."""
+    if not summaries or not all(s.get("started_at") and s.get("ended_at") for s in summaries):
+        return None
+    parts, last_end = [], None
+    for s in sorted(summaries, key=lambda s: s["started_at"]):
+        if last_end is None or s["started_at"] - last_end > PART_GAP_S:
+            parts.append([])
+        parts[-1].append(s)
+        last_end = s["ended_at"] if last_end is None else max(last_end, s["ended_at"])
+    return [{"runs": len(p), "seeds": sorted({int(s["seed"]) for s in p if s.get("seed") is not None}),
+             "devices": sorted({str(s.get("device_name") or s.get("device")) for s in p}),
+             "torch": sorted({str(s["torch"]) for s in p if s.get("torch")}),
+             "started_utc": min(p, key=lambda s: s["started_at"]).get("started_utc"),
+             "span_s": float(max(s["ended_at"] for s in p) - min(s["started_at"] for s in p))} for p in parts]
+
+
 def provenance(config: dict, train_summaries=(), profiles=(), git: dict | None = None) -> dict:
     """Where the numbers came from: code version, config, hardware, wall time."""
     import hashlib
@@ -291,6 +314,7 @@ def provenance(config: dict, train_summaries=(), profiles=(), git: dict | None =
         **(git if git is not None else git_state(config["outdir"])),
         "config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest(),
         "train_devices": sorted({s.get("device_name") or s.get("device") for s in summaries}) or None,
+        # the device, driver and software below are the profiles' (the trainings' are in train_parts)
         "device_name": env.get("device_name") or next((s.get("device_name") for s in summaries), None),
         "driver": env.get("gpu_driver") or env.get("driver"),
         "cuda": env.get("cuda") or torch.version.cuda,
@@ -301,9 +325,8 @@ def provenance(config: dict, train_summaries=(), profiles=(), git: dict | None =
             "train": float(sum(s.get("train_seconds_total") or 0 for s in summaries)) if summaries else None,
             "profile": float(sum(p.get("seconds") or 0 for p in profs)) if any("seconds" in p for p in profs) else None,
         },
-        # the sums above exceed the wall time when jobs share a GPU; the span is first start to last end
-        "train_span_s": (float(max(s["ended_at"] for s in summaries) - min(s["started_at"] for s in summaries))
-                         if summaries and all(s.get("started_at") and s.get("ended_at") for s in summaries) else None),
+        # the sums above exceed the wall time when jobs share a GPU; each part's span is its first start to last end
+        "train_parts": training_parts(summaries),
         "n_runs": len(summaries),
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -354,6 +354,13 @@ class Inputs:
             return []
         return [str(d) for d in dict.fromkeys(self.runs["device_name"].dropna().astype(str))]
 
+    def seeds_per_train_device(self) -> dict[str, list[int]]:
+        """The seeds whose runs trained on each GPU (or CPU), in the order the runs list them."""
+        if self.runs is None or "device_name" not in self.runs.columns:
+            return {}
+        runs = self.runs.dropna(subset=["device_name"])
+        return {str(d): sorted({int(x) for x in g["seed"]}) for d, g in runs.groupby("device_name", sort=False)}
+
     def infer_batch(self) -> tuple[int, str] | None:
         """The inference batch the tables quote: the training batch size if profiled, else the largest."""
         if self.eff is None:
@@ -492,6 +499,12 @@ def accuracy_table(inp: Inputs) -> str:
         notes.append("$^{g}$\\,at least one run of this configuration trained while other jobs of the study used the "
                      "same GPU (read from the jobs' recorded start and end times and GPU), so its time is not that of "
                      "the card alone.")
+    devices = inp.seeds_per_train_device()
+    if len(devices) > 1:
+        notes.append("Train: the runs trained on more than one device (" + "; ".join(
+            f"{tex_escape(d)}: seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+            for d, seeds in devices.items()) + "), so a mean over seeds mixes their times; each run's time and device "
+            "are in runs.csv.")
     if any_nd:
         notes.append("\\emph{needs download}: the dataset's images were not available, so the models were "
                      "not trained on it; it appears in the efficiency measurements only.")
@@ -932,7 +945,11 @@ def reproducibility_text(inp: Inputs) -> str:
                 "stages": [{"name": tex_escape(k), "seconds": fmt_seconds(v)}
                            for k, v in (inp.prov.get("stage_seconds") or {}).items()],
                 "generated_at": val("generated_at"),
-                "train_span": fmt_seconds(inp.prov["train_span_s"]) if inp.prov.get("train_span_s") else None}
+                "train_parts": [{"runs": p["runs"], "seeds": ", ".join(map(str, p["seeds"])), "n_seeds": len(p["seeds"]),
+                                 "devices": join_words([tex_escape(d) for d in p["devices"]]),
+                                 "torch": join_words([tex_escape(t) for t in p["torch"]]),
+                                 "date": tex_escape(str(p.get("started_utc") or "")[:10]),
+                                 "span": fmt_seconds(p["span_s"])} for p in inp.prov.get("train_parts") or []]}
     arithmetic, train_total = [], None
     if inp.runs is not None and "training_arithmetic" in inp.runs.columns:
         kinds = inp.runs["training_arithmetic"].dropna().astype(str).value_counts()
@@ -941,7 +958,7 @@ def reproducibility_text(inp: Inputs) -> str:
         total = pd.to_numeric(inp.runs["train_seconds"], errors="coerce").sum(min_count=1)
         train_total = None if nan(float(total)) else fmt_seconds(total)
     return render_section(inp.sections_dir, "reproducibility.tex", prov=prov,
-                          train_devices=[tex_escape(d) for d in inp.train_devices()], arithmetic=arithmetic,
+                          arithmetic=arithmetic,
                           train_total=train_total, n_runs=0 if inp.runs is None else len(inp.runs))
 
 
