@@ -97,8 +97,10 @@ def test_training_interrupted_after_its_best_epoch_resumes_to_the_same_result(fa
     log = open(tmp_path / "first.log", "w")
     env = {k: v for k, v in os.environ.items() if k != "MEDMNIST_ROOT"}
     # Its own process group, as a terminal's foreground job: Ctrl-C (SIGINT) reaches the tool and its job.
+    # SIGINT restored to its default: a shell's background job (`pytest ... &`) inherits it ignored, and a
+    # Python started that way never raises KeyboardInterrupt.
     proc = subprocess.Popen(COMMANDS[tool], cwd=repo, stdout=log, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
         while saved_epochs(repo) < KILL_AFTER and proc.poll() is None and time.monotonic() < deadline:
