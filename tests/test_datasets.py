@@ -228,8 +228,8 @@ def test_every_2d_single_label_medmnist_dataset_is_known_at_every_size():
 
 def test_upsampled_labels_for_any_dataset(tiny_cfg, in_tmp, tmp_path):
     """organcmnist (not one of the study's) at 64 made from its 28 file: preprocessed and labelled as upsampled."""
-    from ssmvit.catalog import official_name
-    from ssmvit.plots import dataset_label, res_label
+    from ssmvit.catalog import dataset_label, official_name
+    from ssmvit.plots import res_label
     from ssmvit.synthetic import make_synthetic_medmnist
 
     root = tmp_path / "root_c"

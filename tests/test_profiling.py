@@ -14,7 +14,8 @@ from conftest import REPO, run_ssmvit
 from ssmvit import macs, profiling
 from ssmvit.config import resolve
 from ssmvit.models import count_params
-from ssmvit.profiling import OOM, ROW_COLUMNS, VRAM_NOTE_CPU, is_oom, profile_model, profile_to_row
+from ssmvit.profiling import OOM, VRAM_NOTE_CPU, is_oom, profile_model, profile_to_row
+from ssmvit.tables import EFFICIENCY, oom_cells
 
 TINY = {
     "vit": {"lr": 1e-3, "patch_size": 4, "embed_dim": 32, "depth": 2, "num_heads": 4, "mlp_dim": 64, "dropout": 0.1},
@@ -43,7 +44,7 @@ def test_profile_has_every_required_field(profiles, name):
     p = profiles[name]
     assert json.loads(json.dumps(p, allow_nan=False)) == p  # JSON-able as it is
     row = profile_to_row(p)
-    assert list(row)[:len(ROW_COLUMNS)] == list(ROW_COLUMNS)
+    assert list(row)[:len(EFFICIENCY)] == EFFICIENCY
     assert (row["dataset"], row["resolution"], row["model"], row["n_channels"], row["n_classes"]) == \
         ("organamnist", 28, name, 1, 11)
     for col in ("params", "macs_thop", "macs_flopcounter", "macs_analytic", "static_mb", "train_samples_per_s_fp32",
@@ -103,8 +104,12 @@ def test_row_cells_of_oom_and_failed_phases(profiles):
     row = profile_to_row(p)
     assert row["train_samples_per_s_trained"] is None and "Unsupported dtype" in row["trained_note"]
     assert row["train_samples_per_s_fp32"] > 0  # the seed regime's numbers stay
-    assert row["infer_samples_per_s_bs2"] == OOM and row["infer_peak_rss_mb_bs2"] == OOM
+    # out of memory: the numeric cells stay empty and the row's oom cell names them
+    assert row["infer_samples_per_s_bs2"] is None and row["infer_peak_rss_mb_bs2"] is None
+    assert {"infer_samples_per_s_bs2", "infer_peak_rss_mb_bs2"} <= oom_cells(row)
     assert row["infer_peak_allocated_mb_bs2"] is None  # VRAM on CPU: not applicable, even for an OOM cell
+    assert "infer_peak_allocated_mb_bs2" not in oom_cells(row) and "train_samples_per_s_trained" not in oom_cells(row)
+    assert OOM not in [v for k, v in row.items() if k != "oom"]
 
 
 def test_timing_spread_and_static_memory(profiles):
@@ -164,7 +169,8 @@ def test_oom_is_recorded_and_later_batch_sizes_still_run(cfg, monkeypatch, exc_f
     assert is_number(results["1"]["samples_per_s_median"]) and is_number(results["2"]["samples_per_s_median"])
     assert p["train"]["fp32"]["status"] == OOM
     row = profile_to_row(p)
-    assert row["infer_samples_per_s_bs3"] == OOM and row["train_samples_per_s_fp32"] == OOM
+    assert row["infer_samples_per_s_bs3"] is None and row["train_samples_per_s_fp32"] is None
+    assert {"infer_samples_per_s_bs3", "train_samples_per_s_fp32"} <= oom_cells(row)
     assert row["train_peak_allocated_mb"] is None  # VRAM stays "not applicable" on CPU, OOM or not
     assert is_number(row["infer_samples_per_s_bs2"]) and is_number(row["latency_bs1_ms"])
     json.dumps(p, allow_nan=False)
@@ -200,7 +206,7 @@ def test_script_measures_each_input_shape_once_and_writes_one_file_per_dataset(t
     assert sorted(x.name for x in out.iterdir()) == ["bloodmnist.json", "dermamnist.json", "organamnist.json"]
     assert sorted(x.name for x in out.parent.iterdir()) == ["28_s4d"]  # written atomically: no temp folder left
     p = {d: json.loads((out / f"{d}.json").read_text()) for d in ("organamnist", "bloodmnist", "dermamnist")}
-    assert set(ROW_COLUMNS) <= set(profile_to_row(p["dermamnist"]))
+    assert set(EFFICIENCY) <= set(profile_to_row(p["dermamnist"]))
     assert p["organamnist"]["inference"]["batch_sizes"] == [1, 2] and p["organamnist"]["method"]["repeats"] == 1
     # two shapes (1 and 3 channels), so two measurements: DermaMNIST shares BloodMNIST's timings, not its counts
     assert p["dermamnist"]["timed_with"] == {"dataset": "bloodmnist", "n_classes": 8,

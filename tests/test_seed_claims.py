@@ -85,6 +85,17 @@ def test_throughput_verdicts_turn_with_the_measurements(s4d_faster_in, verdict_2
     assert t["throughput-28"]["train_fp32"] == pytest.approx(s4d["train_samples_per_s_fp32"] / 1000)
 
 
+def test_inference_is_judged_at_the_largest_profiled_batch():
+    """At small batches the fast path's inference is bound by launches; the claims read the largest batch."""
+    s4d = {"infer_samples_per_s_bs64": 500.0, "infer_samples_per_s_bs1024": 8000.0,
+           "infer_samples_per_s_bs64_trained": 500.0, "infer_samples_per_s_bs1024_trained": 9000.0}
+    vit = {"infer_samples_per_s_bs64": 1000.0, "infer_samples_per_s_bs1024": 4000.0,
+           "infer_samples_per_s_bs64_trained": 1000.0, "infer_samples_per_s_bs1024_trained": 3000.0}
+    t = by_id(seed_claims(read_seed_table(SEED_TABLE), efficiency_rows(s4d, vit)))
+    assert t["throughput-28"]["infer_fp32"] == pytest.approx(2.0)
+    assert t["throughput-28"]["infer_trained"] == pytest.approx(3.0)
+
+
 def test_mult_adds_and_params_claims_follow_the_counts():
     # S4D 5x ViT's MACs at both sizes: the 64x64 claim holds, "about the same at 28" does not
     t = by_id(seed_claims(read_seed_table(SEED_TABLE),

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import tables
 from .fileio import load_npz
 
 # MedMNIST v2 (Yang et al., Scientific Data 2023), Table of 2D results, ResNet-18 (28):
@@ -34,11 +35,6 @@ MEDMNIST_V2_RESNET18_28 = {
     "bloodmnist": {"auc": 0.998, "acc": 0.958},
     "organamnist": {"auc": 0.997, "acc": 0.935},
 }
-
-RUN_COLUMNS = ["dataset", "resolution", "model", "seed", "acc", "auc", "macro_f1", "test_loss", "n_test",
-               "params", "best_epoch", "epochs", "best_val_acc", "train_seconds", "train_samples", "val_samples",
-               "test_class_min_share", "test_class_max_share", "device", "device_name",
-               "training_arithmetic", "train_shared_gpu_jobs", "upsampled", "source_size", "official_data"]
 
 # How a training step ran (train_summary.json "fast_path": the parts that were active), in words for the paper.
 FAST_PATH_WORDS = {"bf16_autocast": "bf16 autocast", "fused_optimizer": "fused AdamW",
@@ -115,7 +111,7 @@ def collect_runs(metrics_files, summary_files) -> pd.DataFrame:
             "upsampled": m["upsampled"],
             "source_size": m["source_size"], "official_data": m["official_data"],
         })
-    df = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    df = tables.frame("runs.csv", rows)
     return df.sort_values(["dataset", "resolution", "model", "seed"]).reset_index(drop=True)
 
 
@@ -140,6 +136,8 @@ def accuracy_table(runs: pd.DataFrame, profile_only=(), resolutions=(), models=(
             "official_data": bool(g["official_data"].all()),
             "ref_resnet18_28_acc": ref.get("acc"), "ref_resnet18_28_auc": ref.get("auc"),
             "train_seconds_mean": pd.to_numeric(g["train_seconds"], errors="coerce").mean(),
+            "train_seconds_min": pd.to_numeric(g["train_seconds"], errors="coerce").min(),
+            "train_seconds_max": pd.to_numeric(g["train_seconds"], errors="coerce").max(),
             "train_shared_gpu": _any_shared(g["train_shared_gpu_jobs"]),
         })
     for dataset in profile_only:
@@ -149,7 +147,7 @@ def accuracy_table(runs: pd.DataFrame, profile_only=(), resolutions=(), models=(
                 rows.append({"dataset": dataset, "resolution": int(res), "model": model,
                              "status": "needs download", "n_seeds": 0,
                              "ref_resnet18_28_acc": ref.get("acc"), "ref_resnet18_28_auc": ref.get("auc")})
-    return pd.DataFrame(rows)
+    return tables.frame("accuracy.csv", rows)
 
 
 def summary_metrics(accuracy: pd.DataFrame) -> dict:
@@ -165,7 +163,7 @@ def summary_metrics(accuracy: pd.DataFrame) -> dict:
 def collect_histories(history_files) -> pd.DataFrame:
     """All training curves, long format (each history row names its run)."""
     frames = [pd.read_csv(p) for p in history_files]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return tables.frame("histories.csv", pd.concat(frames, ignore_index=True) if frames else [])
 
 
 def mcnemar_exact_p(b: int, c: int) -> float:
@@ -211,7 +209,7 @@ def paired_comparison(logit_files, n_boot: int = 2000, seed: int = 0) -> pd.Data
                      "ci95_low": float(np.quantile(diffs, 0.025)), "ci95_high": float(np.quantile(diffs, 0.975)),
                      "only_vit_right": only_vit, "only_s4d_right": only_s4d,
                      "mcnemar_p": mcnemar_exact_p(only_vit, only_s4d)})
-    return pd.DataFrame(rows)
+    return tables.frame("paired.csv", rows)
 
 
 def seed_comparison(runs: pd.DataFrame, models=()) -> pd.DataFrame:
@@ -224,7 +222,7 @@ def seed_comparison(runs: pd.DataFrame, models=()) -> pd.DataFrame:
     from scipy import stats
 
     if runs.empty:
-        return pd.DataFrame()
+        return tables.frame("seed_comparison.csv", [])
     order = list(models) or sorted(runs["model"].unique())
     rows = []
     for (dataset, res), g in runs.groupby(["dataset", "resolution"], sort=True):
@@ -243,7 +241,7 @@ def seed_comparison(runs: pd.DataFrame, models=()) -> pd.DataFrame:
                         row.update(welch_t=float(test.statistic), welch_p=float(test.pvalue),
                                    welch_df=float((va + vb) ** 2 / (va ** 2 / (len(xa) - 1) + vb ** 2 / (len(xb) - 1))))
                 rows.append(row)
-    return pd.DataFrame(rows)
+    return tables.frame("seed_comparison.csv", rows)
 
 
 # What the pipeline itself writes, relative to a study's outdir: a rewritten result is not a source change.
@@ -281,9 +279,21 @@ def git_state(outdir: str, root=".") -> dict:
 PART_GAP_S = 3600.0
 
 
+def _union_seconds(intervals) -> float:
+    """Seconds covered by at least one of the (start, end) ``intervals``."""
+    total, end = 0.0, None
+    for a, b in sorted(intervals):
+        if end is None or a > end:
+            total, end = total + (b - a), b
+        elif b > end:
+            total, end = total + (b - end), b
+    return total
+
+
 def training_parts(summaries) -> list[dict] | None:
-    """The study's trainings grouped into the parts they ran in, each with its runs, seeds, GPUs, software and span
-    (first start to last end); None where a run lacks its start or end time."""
+    """The study's trainings grouped into the parts they ran in, each with its runs, seeds, GPUs and software, its
+    span (first start to last end) and the seconds in which at least one of its trainings ran (less than the span
+    where the GPU waited, e.g. for a failed run to be rerun); None where a run lacks its start or end time."""
     if not summaries or not all(s.get("started_at") and s.get("ended_at") for s in summaries):
         return None
     parts, last_end = [], None
@@ -296,7 +306,8 @@ def training_parts(summaries) -> list[dict] | None:
              "devices": sorted({str(s.get("device_name") or s.get("device")) for s in p}),
              "torch": sorted({str(s["torch"]) for s in p if s.get("torch")}),
              "started_utc": min(p, key=lambda s: s["started_at"]).get("started_utc"),
-             "span_s": float(max(s["ended_at"] for s in p) - min(s["started_at"] for s in p))} for p in parts]
+             "span_s": float(max(s["ended_at"] for s in p) - min(s["started_at"] for s in p)),
+             "training_s": float(_union_seconds((s["started_at"], s["ended_at"]) for s in p))} for p in parts]
 
 
 def provenance(config: dict, train_summaries=(), profiles=(), git: dict | None = None) -> dict:
@@ -345,7 +356,7 @@ def efficiency_table(profile_files) -> pd.DataFrame:
                             "model); "
                             "rerun its profile job (snakemake --forcerun profile, or delete the file)")
     rows = [profile_to_row(prof) for _, prof in profiles]
-    df = pd.DataFrame(rows)
+    df = tables.frame("efficiency.csv", rows)
     if not df.empty:
         df = df.sort_values(["dataset", "resolution", "model"]).reset_index(drop=True)
     return df

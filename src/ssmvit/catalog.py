@@ -73,6 +73,14 @@ def describe(dataset: str) -> dict:
     }
 
 
+def dataset_label(name: str) -> str:
+    """MedMNIST's own spelling (medmnist.INFO's class name: OrganAMNIST), else the name as given."""
+    try:
+        return describe(str(name))["title"]
+    except Exception:  # noqa: BLE001  a name outside the catalogue (a test's) is shown as it is
+        return str(name)
+
+
 def _first_sentence(text: str) -> str:
     """The first sentence of medmnist.INFO's description: where the images come from (modality, source data)."""
     head, dot, _ = text.strip().partition(". ")

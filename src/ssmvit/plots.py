@@ -9,7 +9,7 @@ registry order); legends sit below the axes.
   curves_{dataset}.pdf            validation accuracy and training loss per epoch,
                                   one column per resolution, mean line and
                                   min-max band over seeds
-  confusion_{dataset}_{res}.pdf   every model's confusion matrix side by side (seed 0,
+  confusion_{dataset}_{res}.pdf   every model's confusion matrix, two to a row (seed 0,
                                   or the first seed): percent of each true class, with
                                   the class's test count in its label
   throughput.pdf                  inference images/s vs batch size (log-log), one panel
@@ -32,26 +32,24 @@ titles where the numbers are shown.
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .catalog import dataset_label
 from .fileio import atomic_path, write_json
-from .models import MODELS
+from .models import MODELS, model_label, model_sort_key
+from .tables import MAC_COUNTS, batch_columns, data_facts, ran_out_of_memory, read_table, to_float
 
 # Models in registry order (ssmvit.models), each with its own colour and marker: Okabe-Ito colours
 # (colourblind-safe; the first three also differ in grayscale brightness) and distinct marker shapes,
 # so that a model stays recognisable in grayscale print.
 OKABE_ITO = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
-MODEL_LABELS = {name: e.label for name, e in MODELS.items()}
-MODEL_ORDER = list(MODELS)
 MODEL_COLORS = {name: OKABE_ITO[i % len(OKABE_ITO)] for i, name in enumerate(MODELS)}
 MODEL_MARKERS = {name: MARKERS[i % len(MARKERS)] for i, name in enumerate(MODELS)}
 DATASET_LINESTYLES = ["-", "--", ":", "-."]
-MAC_COUNTS = [("macs_thop", "thop"), ("macs_flopcounter", "FlopCounter"), ("macs_analytic", "analytic")]
 MAC_COLORS = ["#BBBBBB", "#777777", "#222222"]  # three grays: the counters are ordered, not categories
 MAC_HATCHES = ["", "//", ""]
 
@@ -79,140 +77,10 @@ def confusion_name(dataset: str, res: int) -> str:
 
 # ---------------------------------------------------------------- reading helpers
 
-def dataset_label(name: str) -> str:
-    """MedMNIST's own spelling (medmnist.INFO's class name: OrganAMNIST), else the name as given."""
-    try:
-        from .catalog import describe
-
-        return describe(str(name))["title"]
-    except Exception:  # noqa: BLE001  a name outside the catalogue (a test's) is shown as it is
-        return str(name)
-
-
-def model_label(name: str) -> str:
-    return MODEL_LABELS.get(str(name), str(name))
-
-
-def model_sort_key(name: str):
-    return (MODEL_ORDER.index(name) if name in MODEL_ORDER else len(MODEL_ORDER), str(name))
-
-
-# The columns each aggregate file is read with; a column a producer left out reads as empty.
-COLUMNS = {
-    "accuracy.csv": ["dataset", "resolution", "model", "status", "n_seeds", "acc_mean", "acc_std", "auc_mean",
-                     "auc_std", "f1_mean", "f1_std", "params", "epochs", "n_test", "upsampled", "source_size",
-                     "official_data", "ref_resnet18_28_acc", "ref_resnet18_28_auc", "train_seconds_mean",
-                     "train_shared_gpu"],
-    "runs.csv": ["dataset", "resolution", "model", "seed", "acc", "auc", "macro_f1", "test_loss", "n_test", "params",
-                 "best_epoch", "epochs", "train_seconds", "train_samples", "train_shared_gpu_jobs", "device",
-                 "device_name", "upsampled",
-                 "source_size", "official_data"],
-    "histories.csv": ["dataset", "resolution", "model", "seed", "epoch", "train_loss", "train_acc", "val_loss",
-                      "val_acc", "lr", "seconds"],
-    "paired.csv": ["dataset", "resolution", "seed", "n_test", "vit_acc", "s4d_acc", "diff_vit_minus_s4d", "ci95_low",
-                   "ci95_high", "only_vit_right", "only_s4d_right", "mcnemar_p"],
-    "efficiency.csv": ["dataset", "resolution", "model", "n_channels", "n_classes", "params", "macs_thop",
-                       "macs_flopcounter", "macs_analytic", "device_type", "device_name", "train_batch_size",
-                       "train_samples_per_s_fp32", "train_samples_per_s_trained", "train_peak_allocated_mb",
-                       "train_peak_reserved_mb", "static_mb", "peak_rss_mb", "data_note"],
-}
-
-
-def read_csv(path) -> pd.DataFrame | None:
-    """A CSV as a DataFrame, or None when the file is missing or has no rows.
-
-    Known files get every documented column (missing ones empty), and rows
-    without a dataset/resolution/model are dropped.
-    """
-    path = Path(path)
-    if not path.exists() or path.stat().st_size == 0:
-        return None
-    try:
-        df = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        return None
-    for col in COLUMNS.get(path.name, []):
-        if col not in df.columns:
-            df[col] = np.nan
-    keys = [c for c in ("dataset", "resolution", "model") if c in COLUMNS.get(path.name, [])]
-    if keys:
-        df = df.dropna(subset=keys).copy()
-        df["resolution"] = df["resolution"].astype(int)
-        df["dataset"] = df["dataset"].astype(str)
-        if "model" in keys:
-            df["model"] = df["model"].astype(str)
-    if "status" in df.columns:
-        df["status"] = df["status"].fillna("ok").astype(str)
-    return df.reset_index(drop=True) if len(df) else None
-
-
-def to_float(value) -> float:
-    """A cell as float; empty cells, 'OOM' and anything non-numeric give NaN."""
-    if value is None:
-        return float("nan")
-    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-        return float(value)
-    try:
-        return float(str(value).strip())
-    except ValueError:
-        return float("nan")
-
-
-def is_oom(value) -> bool:
-    return isinstance(value, str) and value.strip().upper() == "OOM"
-
-
-def is_missing(value) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return value.strip() == "" or value.strip().lower() == "nan"
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def to_bool(value) -> bool | None:
-    if is_missing(value):
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        return bool(value)
-    s = str(value).strip().lower()
-    if s in ("true", "1", "yes"):
-        return True
-    if s in ("false", "0", "no"):
-        return False
-    return None
-
 
 def mpl_text(s) -> str:
     """A string from data, safe for matplotlib (no mathtext from a stray '$')."""
     return str(s).replace("$", r"\$")
-
-
-def data_facts(accuracy: pd.DataFrame | None, runs: pd.DataFrame | None = None) -> dict:
-    """(dataset, res) -> {'upsampled', 'source_size', 'official'} from trained rows."""
-    facts: dict = {}
-    for frame in (runs, accuracy):
-        if frame is None:
-            continue
-        for _, r in frame.iterrows():
-            if "status" in frame.columns and r.get("status") != "ok":
-                continue
-            key = (str(r["dataset"]), int(r["resolution"]))
-            up, off = to_bool(r.get("upsampled")), to_bool(r.get("official_data"))
-            src = to_float(r.get("source_size"))
-            f = facts.setdefault(key, {"upsampled": False, "source_size": None, "official": True})
-            if up:
-                f["upsampled"] = True
-            if not math.isnan(src):
-                f["source_size"] = int(src)
-            if off is False:
-                f["official"] = False
-    return facts
 
 
 def res_label(res: int, fact: dict | None = None) -> str:
@@ -252,13 +120,14 @@ def new_figure(height_in: float, nrows: int = 1, ncols: int = 1, width_in: float
     return plt.subplots(nrows, ncols, figsize=(width_in, height_in), squeeze=False, layout="constrained", **kw)
 
 
-def log_axis(ax, which: str = "y") -> None:
-    """A log axis whose ticks are labelled however narrow its range: 1-2-5 steps, plain numbers (10k, not 1e4)."""
+def log_axis(ax, which: str = "y", subs=(1.0, 2.0, 5.0)) -> None:
+    """A log axis whose ticks are labelled however narrow its range: 1-2-5 steps (``subs``), plain numbers (10k,
+    not 1e4)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
 
     axis = ax.yaxis if which == "y" else ax.xaxis
     (ax.set_yscale if which == "y" else ax.set_xscale)("log")
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_locator(LogLocator(base=10, subs=subs))
     axis.set_major_formatter(FuncFormatter(lambda v, _: _plain_number(v)))
     axis.set_minor_locator(NullLocator())
     axis.set_minor_formatter(NullFormatter())
@@ -270,9 +139,16 @@ def value_axis(ax, values, which: str = "y") -> None:
 
     vals = [v for v in values if v and v > 0 and not math.isnan(v)]
     if vals and max(vals) / min(vals) >= 4:
-        log_axis(ax, which)
+        log_axis(ax, which, subs=log_subs(vals))
     else:
         (ax.yaxis if which == "y" else ax.xaxis).set_major_formatter(FuncFormatter(lambda v, _: _plain_number(v)))
+
+
+def log_subs(values) -> tuple:
+    """Log-axis ticks for ``values``: 1-2-5 steps, or powers of ten alone over more than about two decades, where
+    1-2-5 labels of a panel a third of the page wide run into each other."""
+    vals = [v for v in values if v and v > 0 and not math.isnan(v)]
+    return (1.0,) if vals and max(vals) / min(vals) >= 150 else (1.0, 2.0, 5.0)
 
 
 def _plain_number(v: float) -> str:
@@ -376,7 +252,7 @@ def confusion_matrices(metrics_files) -> dict:
 
 
 def plot_confusions(runs: pd.DataFrame, matrices: dict, facts: dict, out_dir) -> list[dict]:
-    """One figure per (dataset, res): the models side by side (seed 0, or the first seed).
+    """One figure per (dataset, res): every model's matrix (seed 0, or the first seed), two to a row.
 
     Each row is normalised by its true class; a cell prints that share in percent, and each true class's
     label carries its number of test images, so the counts can be read back.
@@ -397,10 +273,16 @@ def plot_confusions(runs: pd.DataFrame, matrices: dict, facts: dict, out_dir) ->
             panels.append((model, seed, cm, acc))
         if not panels:
             continue
+        # Two matrices a row at most: three side by side leave 7 pt numbers of neighbouring cells touching.
         k = max(len(p[2]) for p in panels)
-        fig, axes = new_figure(min(8.5, 0.26 * k * max(1.0, len(panels) / 2) + 2.2), 1, len(panels), sharey=True)
+        ncols = min(2, len(panels))
+        nrows = math.ceil(len(panels) / ncols)
+        matrix_in = 2.2 if ncols == 2 else 3.4  # printed width of one matrix
+        fig, axes = new_figure(nrows * (matrix_in + 0.065 * k + 1.3), nrows, ncols)
+        for ax in axes.flat[len(panels):]:
+            ax.set_visible(False)
         im = None
-        for ax, (model, seed, cm, acc) in zip(axes[0], panels):
+        for ax, (model, seed, cm, acc) in zip(axes.flat, panels):
             counts = cm.to_numpy(dtype=float)
             support = counts.sum(axis=1, keepdims=True)
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -410,10 +292,9 @@ def plot_confusions(runs: pd.DataFrame, matrices: dict, facts: dict, out_dir) ->
             ax.set_xticks(range(len(cm.columns)), [_short(c, 14) for c in cm.columns], rotation=90)
             ax.set_yticks(range(len(cm.index)), [f"{_short(c, 14)} (n={int(n)})" for c, n in zip(cm.index, support[:, 0])])
             ax.set_xlabel("predicted class")
-            if ax is axes[0, 0]:
-                ax.set_ylabel("true class (test images)")
-            acc_text = f", test ACC {acc:.3f}" if not math.isnan(acc) else ""
-            ax.set_title(f"{model_label(model)} (seed {seed}{acc_text})")
+            ax.set_ylabel("true class (test images)")
+            acc_text = f"test ACC {acc:.3f}, " if not math.isnan(acc) else ""
+            ax.set_title(f"{model_label(model)}\n({acc_text}seed {seed})")
             if norm.shape[0] <= 12:
                 for i in range(norm.shape[0]):
                     for j in range(norm.shape[1]):
@@ -421,7 +302,8 @@ def plot_confusions(runs: pd.DataFrame, matrices: dict, facts: dict, out_dir) ->
                         if not np.isnan(v):
                             ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=MIN_TEXT_PT,
                                     color="white" if v > 0.55 else "black")
-        fig.colorbar(im, ax=list(axes[0]), fraction=0.04, pad=0.02, shrink=0.6, label="share of the true class (%)")
+        fig.colorbar(im, ax=list(axes.flat[:len(panels)]), fraction=0.04, pad=0.02, shrink=0.6,
+                     label="share of the true class (%)")
         fact = facts.get((dataset, res))
         note = data_note(fact)
         fig.suptitle(f"{dataset_label(dataset)} {res_label(res, fact)}{', ' + note if note else ''}: "
@@ -434,16 +316,6 @@ def plot_confusions(runs: pd.DataFrame, matrices: dict, facts: dict, out_dir) ->
                         "synthetic": bool(note), "upsampled": bool((fact or {}).get("upsampled")),
                         "source_size": (fact or {}).get("source_size")})
     return written
-
-
-def batch_columns(eff: pd.DataFrame) -> list[tuple[int, str]]:
-    """[(batch size, column)] of the inference throughput columns, by batch size."""
-    out = []
-    for col in eff.columns:
-        m = re.fullmatch(r"infer_samples_per_s_bs(\d+)", col)
-        if m:
-            out.append((int(m.group(1)), col))
-    return sorted(out)
 
 
 def device_summary(eff: pd.DataFrame) -> str:
@@ -488,7 +360,7 @@ def plot_throughput(eff: pd.DataFrame, out_dir) -> list[dict]:
             xs, ys, oom_bs = [], [], []
             for bs, col in cols:
                 v = r.get(col)
-                if is_oom(v):
+                if ran_out_of_memory(r, col):
                     oom_bs.append(bs)
                 elif not math.isnan(to_float(v)):
                     xs.append(bs)
@@ -536,7 +408,7 @@ def plot_vram(eff: pd.DataFrame, out_dir) -> list[dict]:
                 xs, ys = [], []
                 for _, r in g.iterrows():
                     v = r.get(col)
-                    if is_oom(v):
+                    if ran_out_of_memory(r, col):
                         ooms.append(f"{model_label(model)} {dataset_label(dataset)} {int(r['resolution'])}")
                     elif not math.isnan(to_float(v)):
                         xs.append(int(r["resolution"]))
@@ -648,7 +520,7 @@ def _accuracy_scatter(acc: pd.DataFrame, xvals: dict, xlabel: str, title: str, f
             # resolutions of one model alternate left/right of their point, so labels do not stack up
             ax.annotate(str(res), (x, y), textcoords="offset points", xytext=(6, 0) if i % 2 == 0 else (-6, 0),
                         ha="left" if i % 2 == 0 else "right", va="center", fontsize=MIN_TEXT_PT)
-        log_axis(ax, "x")
+        log_axis(ax, "x", subs=log_subs([x for _, x, _, _ in mine]))
         ax.margins(x=0.25, y=0.15)
         note = " (synthetic)" if any_synthetic(facts, dataset) else ""
         ax.set_title(f"{dataset_label(dataset)}{note}")
@@ -703,10 +575,10 @@ def make_all(aggregate_dir, metrics_files, out_dir) -> list[Path]:
     ``metrics_files``: the runs' metrics.json (their confusion matrices)."""
     aggregate_dir, out_dir = Path(aggregate_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    acc = read_csv(aggregate_dir / "accuracy.csv")
-    runs = read_csv(aggregate_dir / "runs.csv")
-    hist = read_csv(aggregate_dir / "histories.csv")
-    eff = read_csv(aggregate_dir / "efficiency.csv")
+    acc = read_table(aggregate_dir / "accuracy.csv")
+    runs = read_table(aggregate_dir / "runs.csv")
+    hist = read_table(aggregate_dir / "histories.csv")
+    eff = read_table(aggregate_dir / "efficiency.csv")
     facts = data_facts(acc, runs)
     entries: list[dict] = []
     skipped: list[str] = []

@@ -42,8 +42,9 @@ Method (also written into every profile under ``method``):
   MB here means MiB (2**20 bytes), as nvidia-smi reports.
 * Out of memory at a batch size (``torch.cuda.OutOfMemoryError``, a CPU
   allocator error, or the optional ``memory_cap_mb`` exceeded during
-  warm-up) is recorded as the string "OOM" for that batch size; memory is
-  freed and profiling goes on with the next one. An as-trained phase that
+  warm-up) is recorded as status "OOM" for that batch size (in
+  efficiency.csv: an empty cell, named in the row's ``oom`` column); memory
+  is freed and profiling goes on with the next one. An as-trained phase that
   fails otherwise (an op with no bf16 kernel, as ``torch.fft.rfft`` on
   CUDA, which raised "Unsupported dtype BFloat16" before ``models/s4d.py``
   cast the FFT's inputs to fp32) is recorded with status "failed" and the
@@ -76,6 +77,7 @@ from .config import model_settings
 from .fastpath import GRAPH_WARMUP_STEPS, compile_model, inference_forward, make_train_step, resolve_fast_path
 from .macs import count_macs_analytic, count_macs_flopcounter, count_macs_thop, count_mult_adds_torchinfo, example_input
 from .models import INPUT_LAYOUT, build_model, count_params
+from .tables import OOM_SEPARATOR
 from .training import build_optimizer, resolve_device, use_study_compile_cache
 
 MIB = 2 ** 20
@@ -92,18 +94,6 @@ PROFILE_FORMAT = 3
 FAILED = "failed"  # an as-trained phase that raised something other than out-of-memory
 REGIMES = {"fp32": "the seed's regime: plain eager model, fp32",
            "trained": "as trained: the runs' fast path (train.fast_path, resolved on this device)"}
-
-# Columns every row from ``profile_to_row`` has, in this order; more may follow.
-ROW_COLUMNS = (
-    "dataset", "resolution", "model", "n_channels", "n_classes", "params",
-    "macs_thop", "macs_flopcounter", "macs_analytic", "macs_torchinfo", "device_type", "device_name",
-    "train_batch_size", "train_samples_per_s_fp32", "train_samples_per_s_trained",
-    "train_peak_allocated_mb", "train_peak_reserved_mb", "static_mb",
-    "infer_samples_per_s_bs1", "infer_samples_per_s_bs64", "infer_samples_per_s_bs256",
-    "infer_samples_per_s_bs1024", "latency_bs1_ms", "infer_peak_allocated_mb_bs64",
-    "peak_rss_mb", "data_note",
-)
-
 
 class MemoryCapExceeded(RuntimeError):
     """The configured memory cap was exceeded; handled exactly like an allocator's out-of-memory."""
@@ -548,21 +538,12 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
 
 
 # -------------------------------------------------------------------------------------- rows
-def _cell(result, key: str, applicable: bool = True):
-    """A value of one measured phase for a row: the number, 'OOM', or None when not measured
-    or not applicable (VRAM on CPU stays None even where the phase ran out of memory)."""
-    if result is None or not applicable:
-        return None
-    if "status" in result:  # OOM, or a failed (unmeasured) as-trained phase
-        return OOM if result["status"] == OOM else None
-    return result.get(key)
-
-
 def profile_to_row(profile: dict) -> dict:
-    """One flat row (for a CSV) from ``profile_model``'s dict: ``ROW_COLUMNS`` first, then extras.
+    """One flat row of efficiency.csv from ``profile_model``'s dict: the columns of ``tables.EFFICIENCY`` first, in
+    that order, then extras.
 
-    None means not measured (or not applicable, e.g. VRAM on CPU); the string "OOM" means the
-    device ran out of memory at that setting.
+    A cell holds a number or None: None where the quantity was not measured, not applicable (VRAM on CPU) or ran
+    out of memory; the row's ``oom`` cell names the columns of the last kind.
     """
     from .aggregate import training_arithmetic
 
@@ -572,6 +553,18 @@ def profile_to_row(profile: dict) -> dict:
     fp32, trained = train.get("fp32"), train.get("trained")
     results_trained = inf.get("trained_results") or {}
     static = train.get("static")
+    oom = []
+
+    def cell(column, result, key, applicable=True):
+        """A measured phase's value for ``column``; an out-of-memory phase leaves it empty and says so."""
+        if result is None or not applicable:
+            return None
+        if "status" in result:  # out of memory, or a failed (unmeasured) as-trained phase
+            if result["status"] == OOM:
+                oom.append(column)
+            return None
+        return result.get(key)
+
     row = {
         "dataset": profile["dataset"], "resolution": profile["resolution"], "model": profile["model"],
         "n_channels": profile["n_channels"], "n_classes": profile["n_classes"], "params": profile["params"],
@@ -580,23 +573,28 @@ def profile_to_row(profile: dict) -> dict:
         "macs_torchinfo": profile["macs"]["torchinfo_mult_adds"],
         "device_type": env["device_type"], "device_name": env["device_name"],
         "train_batch_size": train["batch_size"],
-        "train_samples_per_s_fp32": _cell(fp32, "samples_per_s_median"),
-        "train_samples_per_s_trained": _cell(trained, "samples_per_s_median"),
-        "train_peak_allocated_mb": _cell(fp32, "peak_allocated_mb", vram),
-        "train_peak_reserved_mb": _cell(fp32, "peak_reserved_mb", vram),
+        "train_samples_per_s_fp32": cell("train_samples_per_s_fp32", fp32, "samples_per_s_median"),
+        "train_samples_per_s_trained": cell("train_samples_per_s_trained", trained, "samples_per_s_median"),
+        "train_peak_allocated_mb": cell("train_peak_allocated_mb", fp32, "peak_allocated_mb", vram),
+        "train_peak_reserved_mb": cell("train_peak_reserved_mb", fp32, "peak_reserved_mb", vram),
         "static_mb": static["static_mb"] if static else None,
     }
     for bs in DEFAULT_BATCH_SIZES:
-        row[f"infer_samples_per_s_bs{bs}"] = _cell(results.get(str(bs)), "samples_per_s_median")
+        col = f"infer_samples_per_s_bs{bs}"
+        row[col] = cell(col, results.get(str(bs)), "samples_per_s_median")
     row["latency_bs1_ms"] = inf.get("latency_bs1_ms")
-    row["infer_peak_allocated_mb_bs64"] = _cell(results.get("64"), "peak_allocated_mb", vram)
-    row["peak_rss_mb"] = _cell(fp32, "peak_rss_mb")
+    row["infer_peak_allocated_mb_bs64"] = cell("infer_peak_allocated_mb_bs64", results.get("64"), "peak_allocated_mb",
+                                               vram)
+    row["peak_rss_mb"] = cell("peak_rss_mb", fp32, "peak_rss_mb")
     row["data_note"] = profile["method"]["data_note"]
+    row["oom"] = None  # filled in last, once every cell is known
     # Extras: spread over the repeats, the as-trained regime's other cells, other batch sizes, VRAM note, environment.
+    for regime, phase in (("fp32", fp32), ("trained", trained)):
+        for stat in ("min", "q25", "q75", "max"):
+            col = f"train_samples_per_s_{regime}_{stat}"
+            row[col] = cell(col, phase, f"samples_per_s_{stat}")
     row.update({
-        **{f"train_samples_per_s_{regime}_{stat}": _cell(phase, f"samples_per_s_{stat}")
-           for regime, phase in (("fp32", fp32), ("trained", trained)) for stat in ("min", "q25", "q75", "max")},
-        "train_peak_allocated_mb_trained": _cell(trained, "peak_allocated_mb", vram),
+        "train_peak_allocated_mb_trained": cell("train_peak_allocated_mb_trained", trained, "peak_allocated_mb", vram),
         "trained_fast_path": (training_arithmetic(train["trained_fast_path"], profile.get("model"))
                               if train.get("trained_fast_path")
                               is not None else None),  # None: the regime was not measured
@@ -609,17 +607,23 @@ def profile_to_row(profile: dict) -> dict:
         "hostname": env["hostname"], "date_utc": env["date_utc"],
     })
     for bs in inf["batch_sizes"]:
+        col = f"infer_samples_per_s_bs{bs}"
         if bs not in DEFAULT_BATCH_SIZES:
-            row[f"infer_samples_per_s_bs{bs}"] = _cell(results.get(str(bs)), "samples_per_s_median")
+            row[col] = cell(col, results.get(str(bs)), "samples_per_s_median")
     for bs in inf["batch_sizes"]:
-        row.setdefault(f"infer_peak_allocated_mb_bs{bs}", _cell(results.get(str(bs)), "peak_allocated_mb", vram))
-        row[f"infer_peak_rss_mb_bs{bs}"] = _cell(results.get(str(bs)), "peak_rss_mb")
-        cell = results_trained.get(str(bs))
-        row[f"infer_samples_per_s_bs{bs}_trained"] = _cell(cell, "samples_per_s_median")
-        row[f"infer_peak_allocated_mb_bs{bs}_trained"] = _cell(cell, "peak_allocated_mb", vram)
+        fp32_bs, trained_bs = results.get(str(bs)), results_trained.get(str(bs))
+        col = f"infer_peak_allocated_mb_bs{bs}"
+        if col not in row:
+            row[col] = cell(col, fp32_bs, "peak_allocated_mb", vram)
+        cols = {f"infer_peak_rss_mb_bs{bs}": (fp32_bs, "peak_rss_mb", True),
+                f"infer_samples_per_s_bs{bs}_trained": (trained_bs, "samples_per_s_median", True),
+                f"infer_peak_allocated_mb_bs{bs}_trained": (trained_bs, "peak_allocated_mb", vram)}
         for stat in ("min", "q25", "q75", "max"):
-            row[f"infer_samples_per_s_bs{bs}_{stat}"] = _cell(results.get(str(bs)), f"samples_per_s_{stat}")
-            row[f"infer_samples_per_s_bs{bs}_trained_{stat}"] = _cell(cell, f"samples_per_s_{stat}")
+            cols[f"infer_samples_per_s_bs{bs}_{stat}"] = (fp32_bs, f"samples_per_s_{stat}", True)
+            cols[f"infer_samples_per_s_bs{bs}_trained_{stat}"] = (trained_bs, f"samples_per_s_{stat}", True)
+        for col, (result, key, applicable) in cols.items():
+            row[col] = cell(col, result, key, applicable)
+    row["oom"] = OOM_SEPARATOR.join(oom) or None
     return row
 
 

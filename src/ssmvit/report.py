@@ -38,24 +38,23 @@ from pathlib import Path
 import pandas as pd
 
 from . import paths
+from .catalog import dataset_label
 from .errors import UserError
 from .fileio import write_text
-from .models import MODELS
-from .plots import (
+from .models import MODELS, model_label, model_sort_key
+from .plots import read_manifest
+from .seed_claims import REGIMES as SEED_REGIMES
+from .tables import (
     MAC_COUNTS,
     batch_columns,
     data_facts,
-    dataset_label,
     is_missing,
-    is_oom,
-    model_label,
-    model_sort_key,
-    read_csv,
-    read_manifest,
+    oom_cells,
+    ran_out_of_memory,
+    read_table,
     to_bool,
     to_float,
 )
-from .seed_claims import REGIMES as SEED_REGIMES
 
 GENERATED_FILES = ("macros.tex", "accuracy_table.tex", "efficiency_table.tex", "paired_table.tex", "setup.tex",
                    "reproducibility.tex", "figures.tex", "results_text.tex", "discussion_text.tex",
@@ -260,13 +259,13 @@ class Inputs:
         self.cfg = cfg
         self.sections_dir = Path(sections_dir) if sections_dir else Path(paths.PAPER_SECTIONS)
         agg = Path(aggregate_dir)
-        self.acc = read_csv(agg / "accuracy.csv")
-        self.runs = read_csv(agg / "runs.csv")
-        self.paired = read_csv(agg / "paired.csv")
-        self.seed_cmp = read_csv(agg / "seed_comparison.csv")
-        self.eff = read_csv(agg / "efficiency.csv")
-        self.seed = read_csv(agg / "seed_claims.csv")
-        self.hist = read_csv(agg / "histories.csv")
+        self.acc = read_table(agg / "accuracy.csv")
+        self.runs = read_table(agg / "runs.csv")
+        self.paired = read_table(agg / "paired.csv")
+        self.seed_cmp = read_table(agg / "seed_comparison.csv")
+        self.eff = read_table(agg / "efficiency.csv")
+        self.seed = read_table(agg / "seed_claims.csv")
+        self.hist = read_table(agg / "histories.csv")
         prov_path = agg / "provenance.json"
         self.prov = None
         if prov_path.exists():
@@ -362,17 +361,11 @@ class Inputs:
         return {str(d): sorted({int(x) for x in g["seed"]}) for d, g in runs.groupby("device_name", sort=False)}
 
     def infer_batch(self) -> tuple[int, str] | None:
-        """The inference batch the tables quote: the training batch size if profiled, else the largest."""
+        """The inference batch the tables quote: the largest profiled (``seed_claims.INFERENCE_BATCH``)."""
         if self.eff is None:
             return None
         cols = batch_columns(self.eff)
-        if not cols:
-            return None
-        want = int(self.cfg["train"]["batch_size"])
-        for bs, col in cols:
-            if bs == want:
-                return bs, col
-        return cols[-1]
+        return cols[-1] if cols else None
 
     def val_test_gap(self, dataset) -> float | None:
         """Mean over a dataset's runs of (best validation accuracy - test accuracy), or None if unknown."""
@@ -440,7 +433,7 @@ def accuracy_table(inp: Inputs) -> str:
         "over seeds (column Seeds; a single seed has no deviation). Each run is evaluated with its "
         "best-on-validation checkpoint; Best ep.: the epoch of that checkpoint in each seed's run, of "
         f"{int(inp.cfg['train']['epochs'])}. Train: the measured training time of a run, start to end of its "
-        "epochs with validation, mean over seeds. The last two columns are the MedMNIST v2 ResNet-18 (28) test results "
+        "epochs with validation, shortest--longest over seeds. The last two columns are the MedMNIST v2 ResNet-18 (28) test results "
         "\\citep{yang2023medmnist}, trained on the official 28$\\times$28 images by its authors, printed "
         "for reference only.}",
         "\\label{tab:accuracy}",
@@ -478,10 +471,9 @@ def accuracy_table(inp: Inputs) -> str:
                              f"{ref_acc} & {ref_auc} \\\\")
             else:
                 n = int(to_float(r.get("n_seeds")))
-                secs = to_float(r.get("train_seconds_mean"))
                 shared = to_bool(r.get("train_shared_gpu")) is True
                 any_shared |= shared
-                tcell = ("--" if math.isnan(secs) else f"{secs:.0f}" if secs >= 10 else f"{secs:.1f}") + \
+                tcell = _seconds_range(r.get("train_seconds_min"), r.get("train_seconds_max")) + \
                     ("$^{g}$" if shared else "")
                 lines.append(f"{dcell} & {rcell} & {mcell} & {n} & {inp.best_epochs(dname, res, r['model'])} & "
                              f"{fmt_pm(r['acc_mean'], r.get('acc_std'))} & "
@@ -515,21 +507,32 @@ def accuracy_table(inp: Inputs) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _seconds_range(low, high) -> str:
+    """'41--138' (seconds, shortest to longest run), one number where they agree, '--' where not recorded."""
+    lo, hi = to_float(low), to_float(high)
+    if math.isnan(lo) or math.isnan(hi):
+        return "--"
+
+    def one(x):
+        return f"{x:.0f}" if x >= 10 else f"{x:.1f}"
+
+    return one(lo) if one(lo) == one(hi) else f"{one(lo)}--{one(hi)}"
+
+
 def _vram_cell(row, col: str) -> str:
     """'n/a' on CPU (not applicable, never 0), 'OOM', '--' when not measured, else MB."""
     if str(row.get("device_type")).lower() == "cpu":
         return "n/a"
-    v = row.get(col)
-    if is_oom(v):
+    if ran_out_of_memory(row, col):
         return "OOM"
-    x = to_float(v)
+    x = to_float(row.get(col))
     return "--" if math.isnan(x) else f"{x:.0f}"
 
 
-def _rate_cell(v) -> str:
-    if is_oom(v):
+def _rate_cell(row, col: str) -> str:
+    if ran_out_of_memory(row, col):
         return "OOM"
-    x = to_float(v)
+    x = to_float(row.get(col))
     return "--" if math.isnan(x) else (f"{x:.0f}" if x >= 100 else f"{x:.1f}")
 
 
@@ -548,7 +551,8 @@ def efficiency_table(inp: Inputs) -> str:
            f"Peak VRAM: peak allocated GPU memory (MB, i.e.\\ MiB) of a training step with batch size {bs_text}. "
            f"Train: training samples/s (batch {bs_text}).")
     if ib:
-        cap += f" Infer.: inference samples/s at batch {ib[0]}."
+        cap += (f" Infer.: inference samples/s at batch {ib[0]}, the largest profiled: at small batches the "
+                "fast path's inference is bound by kernel launches, not by the model's work.")
     profiled_as = [str(v) for v in dict.fromkeys(e.get("trained_fast_path", pd.Series(dtype=object)))
                    if not is_missing(v)]
     trained_as = inp.training_arithmetic()
@@ -576,7 +580,7 @@ def efficiency_table(inp: Inputs) -> str:
                 notes.append(f"{tex_escape(dataset_label(d))}: {tex_escape('; '.join(vals))}")
         cap += " Profiling inputs: " + "; ".join(notes) + "."
     shown = [c for c, _ in MAC_COUNTS] + ["train_peak_allocated_mb", "train_samples_per_s_fp32"] + ([ib[1]] if ib else [])
-    oom = [c for c in shown if c in e.columns and e[c].map(is_oom).any()]
+    oom = [c for c in shown if c in e.columns and any(c in oom_cells(r) for _, r in e.iterrows())]
     if oom:
         cap += " OOM: out of memory."
     lines += ["\\begin{table}[htbp]", "\\centering", "\\scriptsize", "\\setlength{\\tabcolsep}{3pt}",
@@ -598,14 +602,14 @@ def efficiency_table(inp: Inputs) -> str:
             dcell = tex_escape(dataset_label(r["dataset"])) if i == 0 else ""
             res = int(r["resolution"])
             mcell = f"{tex_escape(model_label(r['model']))} ({res}$\\times${res})"
-            macs = [("OOM" if is_oom(r.get(c)) else fmt_count(r.get(c))) for c, _ in MAC_COUNTS]
+            macs = [fmt_count(r.get(c)) for c, _ in MAC_COUNTS]
             lines.append(" & ".join([dcell, mcell, fmt_count(r.get("params")), *macs,
                                      _vram_cell(r, "train_peak_allocated_mb"),
                                      _vram_cell(r, "train_peak_allocated_mb_trained"),
-                                     _rate_cell(r.get("train_samples_per_s_fp32")),
-                                     _rate_cell(r.get("train_samples_per_s_trained")),
-                                     _rate_cell(r.get(ib[1])) if ib else "--",
-                                     _rate_cell(r.get(f"{ib[1]}_trained")) if ib else "--"]) + " \\\\")
+                                     _rate_cell(r, "train_samples_per_s_fp32"),
+                                     _rate_cell(r, "train_samples_per_s_trained"),
+                                     _rate_cell(r, ib[1]) if ib else "--",
+                                     _rate_cell(r, f"{ib[1]}_trained") if ib else "--"]) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
     return "\n".join(lines) + "\n"
 
@@ -641,7 +645,8 @@ def seed_claims_tables(inp: Inputs) -> str:
               "DermaMNIST image is needed; a dataset of the same shape as another shares its measurement). "
               "Params and Mult-Adds do not depend on the regime; our Mult-Adds here "
               "are torchinfo's total \\citep{torchinfo}, the seed's counter, which is not a MAC count. Peak VRAM "
-              "and throughput of a training step at the study's batch size and of inference at the same batch, "
+              "and throughput of a training step at the study's batch size and of inference at the largest profiled "
+              "batch, "
               "each in two regimes: the plain eager models in fp32 (the seed's regime) and as trained (the fast "
               "path the runs trained with, Table~\\ref{tab:efficiency}). The seed names no GPU, batch size or "
               "phase, so those absolute values are shown, not judged (not comparable).}",
@@ -949,17 +954,15 @@ def reproducibility_text(inp: Inputs) -> str:
                                  "devices": join_words([tex_escape(d) for d in p["devices"]]),
                                  "torch": join_words([tex_escape(t) for t in p["torch"]]),
                                  "date": tex_escape(str(p.get("started_utc") or "")[:10]),
-                                 "span": fmt_seconds(p["span_s"])} for p in inp.prov.get("train_parts") or []]}
-    arithmetic, train_total = [], None
+                                 "span": fmt_seconds(p["span_s"]),
+                                 "training": fmt_seconds(p["training_s"]) if p.get("training_s") is not None
+                                 and p["training_s"] < p["span_s"] - 1 else None}
+                               for p in inp.prov.get("train_parts") or []]}
+    arithmetic = []
     if inp.runs is not None and "training_arithmetic" in inp.runs.columns:
         kinds = inp.runs["training_arithmetic"].dropna().astype(str).value_counts()
         arithmetic = [{"kind": tex_escape(k), "runs": int(n)} for k, n in kinds.items()]
-    if inp.runs is not None and "train_seconds" in inp.runs.columns:
-        total = pd.to_numeric(inp.runs["train_seconds"], errors="coerce").sum(min_count=1)
-        train_total = None if nan(float(total)) else fmt_seconds(total)
-    return render_section(inp.sections_dir, "reproducibility.tex", prov=prov,
-                          arithmetic=arithmetic,
-                          train_total=train_total, n_runs=0 if inp.runs is None else len(inp.runs))
+    return render_section(inp.sections_dir, "reproducibility.tex", prov=prov, arithmetic=arithmetic)
 
 
 # ---------------------------------------------------------------- figures
@@ -1006,9 +1009,8 @@ def figures_tex(inp: Inputs) -> str:
             res = int(e["resolution"])
             rt = res_tex(res) + (f" (upsampled from {res_tex(e['source_size'])})" if e.get("upsampled") and e.get("source_size") else "")
             models = e.get("models", [])
-            where = {2: ["left", "right"], 3: ["left", "middle", "right"]}.get(len(models))
-            side = (join_words([f"{model_label(m)} ({where[i] if where else f'panel {i + 1} from the left'}, "
-                                f"seed {e['seeds'][m]})" for i, m in enumerate(models)]) if len(models) > 1 else
+            side = (join_words([f"{model_label(m)} (seed {e['seeds'][m]})" for m in models])
+                    + ", one panel each, two to a row, titled with the model" if len(models) > 1 else
                     f"{model_label(models[0])} (seed {e['seeds'][models[0]]}; no other model has a run here)")
             cap = (f"Test confusion matrices on {d} at {rt}: {side}; each cell is the percentage of the test "
                    "images of its true class (row) predicted as its column; $n$: test images of the class."
@@ -1338,15 +1340,26 @@ def limitations_text(inp: Inputs, M: Macros) -> str:
     ran = []
     if inp.acc is not None:
         ran = sorted({int(to_float(e)) for e in inp.acc_rows("ok").get("epochs", []) if not math.isnan(to_float(e))})
-    names = list(dict.fromkeys([tex_escape(n) for _, n in inp.eff_devices()] +
-                               [tex_escape(d) for d in inp.train_devices()]))
+    device_seeds = inp.seeds_per_train_device()
+    device_acc_gap = max_acc_std = None
+    if len(device_seeds) > 1:
+        runs = inp.runs.dropna(subset=["device_name"])
+        gaps = [g.groupby("device_name")["acc"].mean() for _, g in runs.groupby(["dataset", "resolution", "model"])]
+        gap = max((m.max() - m.min() for m in gaps if len(m) > 1), default=None)
+        if gap is not None:  # some configuration has runs on more than one device
+            device_acc_gap = fmt(gap)
+            max_acc_std = fmt(pd.to_numeric(inp.acc_rows("ok")["acc_std"], errors="coerce").max())
     return render_section(
         inp.sections_dir, "limitations.tex", epochs=M.add("NumEpochs", str(int(tr["epochs"]))),
         epochs_config=int(tr["epochs"]), epochs_ran=ran if ran and ran != [int(tr["epochs"])] else [],
         upsampled=[{"res": res_tex(r), "source": res_tex(src)} for r, src in sorted(inp.upsample_map().items())],
         needs_download=[tex_escape(dataset_label(d)) for d in inp.needs_download()], synthetic=inp.synthetic(),
         max_train_samples=int(tr["max_train_samples"]) if tr.get("max_train_samples") else None,
-        single_seed=len(cfg["study"]["seeds"]) < 2, devices=names, cpu_only=inp.eff_cpu_only(),
+        single_seed=len(cfg["study"]["seeds"]) < 2, cpu_only=inp.eff_cpu_only(),
+        profile_devices=[tex_escape(n) for _, n in inp.eff_devices()],
+        train_devices=[tex_escape(d) for d in inp.train_devices()],
+        device_seeds=[{"device": tex_escape(d), "seeds": s} for d, s in device_seeds.items()] if device_acc_gap else [],
+        device_acc_gap=device_acc_gap, max_acc_std=max_acc_std,
         profiled=inp.eff is not None,
         trained_as=[tex_escape(t) for t in inp.training_arithmetic() if t != "fp32 eager"])
 
@@ -1397,9 +1410,9 @@ def _efficiency_macros(inp: Inputs, M: Macros) -> None:
         if f"Params{tag}" not in M.defs:  # training's count wins where both exist
             M.add(f"Params{tag}", fmt_count(r.get("params")))
         for col, lab in MAC_COUNTS:
-            M.add(f"Macs{letters(lab)}{tag}", "OOM" if is_oom(r.get(col)) else fmt_count(r.get(col)))
+            M.add(f"Macs{letters(lab)}{tag}", fmt_count(r.get(col)))
         M.add(f"PeakVram{tag}", _vram_cell(r, "train_peak_allocated_mb"))
-        M.add(f"TrainThroughput{tag}", _rate_cell(r.get("train_samples_per_s_fp32")))
+        M.add(f"TrainThroughput{tag}", _rate_cell(r, "train_samples_per_s_fp32"))
         if ib:
-            M.add(f"InferThroughput{tag}", _rate_cell(r.get(ib[1])))
+            M.add(f"InferThroughput{tag}", _rate_cell(r, ib[1]))
     M.add("ProfileDevice", inp.eff_device_text())

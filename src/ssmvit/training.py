@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import paths
+from . import paths, tables
 from .config import model_settings
 from .datasets import load_processed, raster_scan, subset_indices
 from .errors import UserError
@@ -35,7 +35,6 @@ from .fileio import dvclive_log, load_torch, md5sum, save_torch, write_csv, writ
 from .models import INPUT_LAYOUT, build_model, count_params, load_weights
 
 # The run's identity leads every row, so a history file says which run it belongs to.
-HISTORY_COLUMNS = ["dataset", "resolution", "model", "seed", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
 # How often (in steps) the loss is checked for NaN/inf: each check syncs the GPU.
 FINITE_CHECK_EVERY = 50
 # On a CPU, the pace of the first PACE_STEPS steps says how long an epoch takes; over SLOW_EPOCH_S, a warning.
@@ -273,7 +272,7 @@ def train_one_run(cfg: dict, dataset: str, res: int, model_name: str, seed: int,
                                "scheduler": scheduler.state_dict(), "rng": _rng_state(device),
                                "epoch": epoch + 1, "history": history, "best_val_acc": best_val,
                                "best": best, "fingerprint": fingerprint})
-        write_csv(out_dir / "history.csv", pd.DataFrame(history, columns=HISTORY_COLUMNS))  # a killed run keeps its curve
+        write_csv(out_dir / "history.csv", pd.DataFrame(history, columns=tables.HISTORIES))  # a killed run keeps its curve
         write_live(out_dir / "live" / "train", history)
 
     finished = len(history) >= epochs

@@ -86,6 +86,17 @@ def entry(name: str) -> ModelEntry:
     return MODELS[name]
 
 
+def model_label(name: str) -> str:
+    """How tables and figures name a model: its LABEL, else the name as given."""
+    return MODELS[name].label if name in MODELS else str(name)
+
+
+def model_sort_key(name: str):
+    """Registry order (ORDER, then name); unknown names after the others."""
+    names = list(MODELS)
+    return (names.index(name) if name in names else len(names), str(name))
+
+
 def settings_schema() -> dict:
     """The JSON schema of the config's ``models`` section: one object per registered model."""
     return {name: {"type": "object", "additionalProperties": False, "default": {}, "description": e.description,
@@ -118,5 +129,5 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["MODELS", "ModelEntry", "entry", "settings_schema", "ViT", "S4DClassifier", "S4DLayer", "S4DKernel",
-           "build_model", "load_weights", "count_params", "INPUT_LAYOUT"]
+__all__ = ["MODELS", "ModelEntry", "entry", "model_label", "model_sort_key", "settings_schema", "ViT", "S4DClassifier",
+           "S4DLayer", "S4DKernel", "build_model", "load_weights", "count_params", "INPUT_LAYOUT"]
