@@ -3,7 +3,7 @@
 Every figure is drawn from the small but realistic aggregate files of test_report.py, and each one is
 inspected as it is saved: its width fits the text width and it is included unscaled (so a font's size
 in matplotlib is its size on paper), no text is under 7 pt, every axis that shows data is labelled,
-legends sit off the axes, point labels do not overprint one another, and each model has its own
+legends sit off the axes, point labels, tick labels and panel titles do not overprint one another, and each model has its own
 colour and marker that stay apart in grayscale.
 """
 
@@ -24,9 +24,8 @@ from test_report import make_inputs
 matplotlib.use("Agg")
 
 
-@pytest.fixture(scope="module")
-def drawn(tmp_path_factory):
-    p = make_inputs(tmp_path_factory.mktemp("figs"))
+def _draw_and_inspect(agg, metrics, out) -> dict:
+    """Draw every figure of ``agg`` into ``out``, recording what each looks like as it is saved."""
     seen = {}
     real_save = plots.save_figure
 
@@ -42,6 +41,9 @@ def drawn(tmp_path_factory):
                       "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(), "shared_y": _shares(ax, fig.axes, "y"),
                       "shared_x": _shares(ax, fig.axes, "x"),
                       "yticks": [t.get_text() for t in ax.get_yticklabels() if t.get_text()],
+                      "tick_boxes": [[t.get_window_extent(renderer) for t in labels if t.get_visible() and t.get_text()]
+                                     for labels in (ax.get_xticklabels(), ax.get_yticklabels())],
+                      "title_box": ax.title.get_window_extent(renderer) if ax.get_title() else None,
                       "bbox": ax.get_window_extent(renderer)} for ax in axes],
             "legends": [lg.get_window_extent(renderer) for lg in fig.legends]
                        + [ax.get_legend().get_window_extent(renderer) for ax in axes if ax.get_legend()],
@@ -53,11 +55,25 @@ def drawn(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setattr(plots, "save_figure", inspect_then_save)
     try:
-        plots.make_all(p["agg"], p["metrics"], p["figures"])
+        plots.make_all(agg, metrics, out)
     finally:
         mp.undo()
+    return seen
+
+
+@pytest.fixture(scope="module")
+def drawn(tmp_path_factory):
+    p = make_inputs(tmp_path_factory.mktemp("figs"))
+    seen = _draw_and_inspect(p["agg"], p["metrics"], p["figures"])
     write_all(p["config"], p["agg"], p["figures"], p["generated"])
     return {"seen": seen, "figures_tex": (p["generated"] / "figures.tex").read_text()}
+
+
+@pytest.fixture(scope="module")
+def drawn_reference(tmp_path_factory):
+    """The committed reference study's figures, drawn again: real ranges (three models, MACs over two decades)."""
+    metrics = sorted((REPO / "results/runs").glob("*/metrics.json"))
+    return _draw_and_inspect(REPO / "results/aggregate", metrics, tmp_path_factory.mktemp("ref_figs"))
 
 
 def _shares(ax, all_axes, which: str) -> bool:
@@ -117,3 +133,18 @@ def test_each_model_has_its_own_colour_and_marker_apart_in_grayscale():
     assert min(b - a for a, b in zip(lum, lum[1:])) > 0.05, lum
     assert all(colorsys.rgb_to_hsv(*(int(plots.MODEL_COLORS[m][i:i + 2], 16) / 255 for i in (1, 3, 5)))[1] > 0.5
                for m in models[:3])  # saturated: not mistaken for the grays of the MAC counters
+
+
+@pytest.mark.parametrize("which", ["fixture", "reference"])
+def test_tick_labels_and_panel_titles_do_not_overprint(drawn, drawn_reference, which):
+    seen = drawn["seen"] if which == "fixture" else drawn_reference
+    assert len(seen) >= 8
+    for name, f in seen.items():
+        for i, ax in enumerate(f["axes"]):
+            for boxes in ax["tick_boxes"]:
+                for a, b in zip(boxes, boxes[1:]):
+                    assert not a.overlaps(b), (name, i, "tick labels overprint")
+        titles = [ax["title_box"] for ax in f["axes"] if ax["title_box"] is not None]
+        for j, a in enumerate(titles):
+            for b in titles[j + 1:]:
+                assert not a.overlaps(b), (name, "panel titles overprint")

@@ -145,10 +145,10 @@ def value_axis(ax, values, which: str = "y") -> None:
 
 
 def log_subs(values) -> tuple:
-    """Log-axis ticks for ``values``: 1-2-5 steps, or powers of ten alone over more than about two decades, where
+    """Log-axis ticks for ``values``: 1-2-5 steps, or powers of ten alone over more than about 1.5 decades, where
     1-2-5 labels of a panel a third of the page wide run into each other."""
     vals = [v for v in values if v and v > 0 and not math.isnan(v)]
-    return (1.0,) if vals and max(vals) / min(vals) >= 150 else (1.0, 2.0, 5.0)
+    return (1.0,) if vals and max(vals) / min(vals) >= 30 else (1.0, 2.0, 5.0)
 
 
 def _plain_number(v: float) -> str:
@@ -465,7 +465,7 @@ def plot_macs(eff: pd.DataFrame, out_dir) -> list[dict]:
             for p in pos[~ok]:
                 ax.text(0.01, p, "n/a", ha="left", va="center", fontsize=MIN_TEXT_PT, transform=ax.get_yaxis_transform())
         ax.set_yticks(y, [f"{dataset_label(r['dataset'])} {model_label(r['model'])}" for _, r in rows.iterrows()])
-        log_axis(ax, "x")
+        log_axis(ax, "x", subs=log_subs(to_float(v) for c, _ in present for v in eff[c]))  # shared x: all panels
         ax.grid(axis="y", visible=False)
         ax.set_title(f"{res}x{res}")
         ax.set_xlabel("Mult-Adds per image (log scale)")
