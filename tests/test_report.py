@@ -440,6 +440,26 @@ def test_the_prose_is_the_templates_a_writer_edits(tmp_path):
     assert _read(p, "results_text.tex") == before
 
 
+def test_the_captions_are_the_template_a_writer_edits(tmp_path):
+    import shutil
+
+    from ssmvit.errors import UserError
+
+    p = make_inputs(tmp_path)
+    sections = tmp_path / "sections"
+    shutil.copytree(REPO / "paper/sections", sections)
+    captions = sections / "captions.tex"
+    original = captions.read_text()
+    captions.write_text(original.replace("per seed. ViT$-$S4D:", "per seed, side by side. ViT$-$S4D:")
+                        .replace("they carry no detail beyond", "they hold nothing beyond"))
+    write_all(p["config"], p["agg"], p["figures"], p["generated"], sections_dir=sections)
+    assert "\\caption{ViT versus S4D on the same test images, per seed, side by side." in _read(p, "paired_table.tex")
+    assert "they hold nothing beyond the smaller file" in _read(p, "accuracy_table.tex")  # a table's notes too
+    captions.write_text(original.replace("%% macro paired()", "%% macro paired_renamed()"))
+    with pytest.raises(UserError, match=r"captions\.tex has no macro 'paired'"):
+        write_all(p["config"], p["agg"], p["figures"], p["generated"], sections_dir=sections)
+
+
 def test_a_study_run_in_parts_on_two_gpus_says_which_seeds_ran_where(tmp_path):
     """Seeds 0-1 on one GPU, seed 2 days later on another: the provenance keeps the parts apart (no span across the
     gap), the reproducibility list names each part's seeds, GPU and span, and the accuracy table says its mean
