@@ -579,25 +579,30 @@ def efficiency_table(inp: Inputs) -> str:
               "Dataset & Model (Res.) & Params & thop & FlopC. & analytic & fp32 & trained & fp32 & trained & fp32 & "
               "trained \\\\",
               "\\midrule"]
-    first = True
-    for _, g in e.groupby("_d", sort=True):
-        if not first:
-            lines.append("\\midrule")
-        first = False
-        for i, (_, r) in enumerate(g.iterrows()):
-            dcell = tex_escape(dataset_label(r["dataset"])) if i == 0 else ""
-            res = int(r["resolution"])
-            mcell = f"{tex_escape(model_label(r['model']))} ({res}$\\times${res})"
-            macs = [fmt_count(r.get(c)) for c, _ in MAC_COUNTS]
-            lines.append(" & ".join([dcell, mcell, fmt_count(r.get("params")), *macs,
-                                     _vram_cell(r, "train_peak_allocated_mb"),
-                                     _vram_cell(r, "train_peak_allocated_mb_trained"),
-                                     _rate_cell(r, "train_samples_per_s_fp32"),
-                                     _rate_cell(r, "train_samples_per_s_trained"),
-                                     _rate_cell(r, ib[1]) if ib else "--",
-                                     _rate_cell(r, f"{ib[1]}_trained") if ib else "--"]) + " \\\\")
+    lines += _profile_rows(e, lambda r: [fmt_count(r.get("params")), *[fmt_count(r.get(c)) for c, _ in MAC_COUNTS],
+                                         _vram_cell(r, "train_peak_allocated_mb"),
+                                         _vram_cell(r, "train_peak_allocated_mb_trained"),
+                                         _rate_cell(r, "train_samples_per_s_fp32"),
+                                         _rate_cell(r, "train_samples_per_s_trained"),
+                                         _rate_cell(r, ib[1]) if ib else "--",
+                                         _rate_cell(r, f"{ib[1]}_trained") if ib else "--"])
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
     return "\n".join(lines) + "\n"
+
+
+def _profile_rows(e: pd.DataFrame, cells) -> list[str]:
+    """Table rows of profiled configurations, one block per dataset: its name, the model and resolution, then
+    ``cells(row)``."""
+    lines = []
+    for k, (_, g) in enumerate(e.groupby("_d", sort=True)):
+        if k:
+            lines.append("\\midrule")
+        for i, (_, r) in enumerate(g.iterrows()):
+            res = int(r["resolution"])
+            lines.append(" & ".join([tex_escape(dataset_label(r["dataset"])) if i == 0 else "",
+                                     f"{tex_escape(model_label(r['model']))} ({res}$\\times${res})", *cells(r)])
+                         + " \\\\")
+    return lines
 
 
 def _iqr_cell(row, col: str) -> str:
@@ -638,20 +643,11 @@ def inference_table(inp: Inputs) -> str:
              "Timed on & Model (Res.) & fp32 & trained & fp32 & trained & fp32 & trained & fp32 & trained \\\\",
              "\\midrule"]
     vram_col = f"infer_peak_allocated_mb_bs{ib[0]}" if ib else None
-    first = True
-    for _, g in e.groupby("_d", sort=True):
-        if not first:
-            lines.append("\\midrule")
-        first = False
-        for i, (_, r) in enumerate(g.iterrows()):
-            dcell = tex_escape(dataset_label(r["dataset"])) if i == 0 else ""
-            res = int(r["resolution"])
-            lines.append(" & ".join([
-                dcell, f"{tex_escape(model_label(r['model']))} ({res}$\\times${res})",
-                _latency_cell(r, "latency_bs1_ms"), _latency_cell(r, "latency_bs1_ms_trained"),
-                _vram_cell(r, vram_col) if vram_col else "--", _vram_cell(r, f"{vram_col}_trained") if vram_col else "--",
-                _iqr_cell(r, "train_samples_per_s_fp32"), _iqr_cell(r, "train_samples_per_s_trained"),
-                _iqr_cell(r, ib[1]) if ib else "--", _iqr_cell(r, f"{ib[1]}_trained") if ib else "--"]) + " \\\\")
+    lines += _profile_rows(e, lambda r: [
+        _latency_cell(r, "latency_bs1_ms"), _latency_cell(r, "latency_bs1_ms_trained"),
+        _vram_cell(r, vram_col) if vram_col else "--", _vram_cell(r, f"{vram_col}_trained") if vram_col else "--",
+        _iqr_cell(r, "train_samples_per_s_fp32"), _iqr_cell(r, "train_samples_per_s_trained"),
+        _iqr_cell(r, ib[1]) if ib else "--", _iqr_cell(r, f"{ib[1]}_trained") if ib else "--"])
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
     return "\n".join(lines) + "\n"
 
