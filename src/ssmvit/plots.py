@@ -274,11 +274,11 @@ def plot_confusions(runs: pd.DataFrame, matrices: dict, facts: dict, out_dir) ->
         if not panels:
             continue
         # Two matrices a row at most: three side by side leave 7 pt numbers of neighbouring cells touching.
-        k = max(len(p[2]) for p in panels)
         ncols = min(2, len(panels))
         nrows = math.ceil(len(panels) / ncols)
-        matrix_in = 2.2 if ncols == 2 else 3.4  # printed width of one matrix
-        fig, axes = new_figure(nrows * (matrix_in + 0.065 * k + 1.3), nrows, ncols)
+        matrix_in = 2.4 if ncols == 2 else 3.4  # printed width of one matrix; a row shares its class labels
+        # each row: the matrix, the rotated class names under it (at most 14 characters) and a two-line title
+        fig, axes = new_figure(nrows * (matrix_in + 1.3) + 0.3, nrows, ncols, sharey=True)
         for ax in axes.flat[len(panels):]:
             ax.set_visible(False)
         im = None
@@ -292,7 +292,8 @@ def plot_confusions(runs: pd.DataFrame, matrices: dict, facts: dict, out_dir) ->
             ax.set_xticks(range(len(cm.columns)), [_short(c, 14) for c in cm.columns], rotation=90)
             ax.set_yticks(range(len(cm.index)), [f"{_short(c, 14)} (n={int(n)})" for c, n in zip(cm.index, support[:, 0])])
             ax.set_xlabel("predicted class")
-            ax.set_ylabel("true class (test images)")
+            if ax in axes[:, 0]:
+                ax.set_ylabel("true class (test images)")
             acc_text = f"test ACC {acc:.3f}, " if not math.isnan(acc) else ""
             ax.set_title(f"{model_label(model)}\n({acc_text}seed {seed})")
             if norm.shape[0] <= 12:

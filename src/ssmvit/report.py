@@ -978,8 +978,10 @@ def reproducibility_text(inp: Inputs) -> str:
                                for p in inp.prov.get("train_parts") or []]}
     arithmetic = []
     if inp.runs is not None and "training_arithmetic" in inp.runs.columns:
-        kinds = inp.runs["training_arithmetic"].dropna().astype(str).value_counts()
-        arithmetic = [{"kind": tex_escape(k), "runs": int(n)} for k, n in kinds.items()]
+        runs = inp.runs.dropna(subset=["training_arithmetic"])
+        arithmetic = [{"kind": tex_escape(k), "runs": len(g),
+                       "models": [tex_escape(model_label(m)) for m in sorted(set(g["model"]), key=model_sort_key)]}
+                      for k, g in runs.groupby(runs["training_arithmetic"].astype(str), sort=False)]
     return render_section(inp.sections_dir, "reproducibility.tex", prov=prov, arithmetic=arithmetic)
 
 
@@ -1329,7 +1331,7 @@ def limitations_text(inp: Inputs, M: Macros) -> str:
     if inp.acc is not None:
         ran = sorted({int(to_float(e)) for e in inp.acc_rows("ok").get("epochs", []) if not math.isnan(to_float(e))})
     device_seeds = inp.seeds_per_train_device()
-    device_acc_gap = max_acc_std = None
+    device_acc_gap = max_acc_std = min_model_gap = None
     if len(device_seeds) > 1:
         runs = inp.runs.dropna(subset=["device_name"])
         gaps = [g.groupby("device_name")["acc"].mean() for _, g in runs.groupby(["dataset", "resolution", "model"])]
@@ -1337,6 +1339,10 @@ def limitations_text(inp: Inputs, M: Macros) -> str:
         if gap is not None:  # some configuration has runs on more than one device
             device_acc_gap = fmt(gap)
             max_acc_std = fmt(pd.to_numeric(inp.acc_rows("ok")["acc_std"], errors="coerce").max())
+            if inp.seed_cmp is not None and len(inp.seed_cmp):
+                diffs = pd.to_numeric(inp.seed_cmp["diff_a_minus_b"], errors="coerce").abs().dropna()
+                if len(diffs):
+                    min_model_gap = {"value": fmt(diffs.min()), "above_device_gap": bool(diffs.min() > gap)}
     return render_section(
         inp.sections_dir, "limitations.tex", epochs=M.add("NumEpochs", str(int(tr["epochs"]))),
         epochs_config=int(tr["epochs"]), epochs_ran=ran if ran and ran != [int(tr["epochs"])] else [],
@@ -1347,7 +1353,7 @@ def limitations_text(inp: Inputs, M: Macros) -> str:
         profile_devices=[tex_escape(n) for _, n in inp.eff_devices()],
         train_devices=[tex_escape(d) for d in inp.train_devices()],
         device_seeds=[{"device": tex_escape(d), "seeds": s} for d, s in device_seeds.items()] if device_acc_gap else [],
-        device_acc_gap=device_acc_gap, max_acc_std=max_acc_std,
+        device_acc_gap=device_acc_gap, max_acc_std=max_acc_std, min_model_gap=min_model_gap,
         profiled=inp.eff is not None,
         trained_as=[tex_escape(t) for t in inp.training_arithmetic() if t != "fp32 eager"])
 
