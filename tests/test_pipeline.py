@@ -232,6 +232,40 @@ def test_a_study_run_changes_nothing_git_tracks(built):
     assert prov["git_commit"] == head and prov["git_dirty"] is False and prov["git_dirty_files"] == []
 
 
+def test_study_benchmark_says_where_each_gpu_jobs_time_goes(built):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("study_bench", REPO / "bench" / "study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    outdir = built / SYN_OUT
+    first = min(json.loads(f.read_text())["started_at"] for f in outdir.glob("results/runs/*/train_summary.json"))
+    jobs, seconds, per_job = study.collect(outdir, first - 1.0)
+    assert jobs["train"] == jobs["evaluate"] == len(list(outdir.glob("results/runs/*/metrics.json")))
+    by = {(j["family"], j["job"]): j for j in per_job}
+    for (family, job), j in by.items():
+        if family in ("train", "evaluate", "profile"):
+            assert 0 < j["work_s"] <= j["seconds"], (family, job)  # the job's own record lies inside the job
+            assert j["ended_s"] - j["started_s"] == pytest.approx(j["work_s"], abs=1e-6) or family == "profile"
+        if family == "evaluate":  # an evaluation starts after its training ended
+            assert by[("train", job)]["ended_s"] <= j["started_s"]
+        if family == "train":
+            assert j["first_epoch_s"] > 0 and j["later_epoch_s"] > 0
+            assert j["first_epoch_extra_s"] == pytest.approx(j["first_epoch_s"] - j["later_epoch_s"])
+        if family == "profile":
+            profiles = [json.loads(f.read_text()) for f in (outdir / "results/profile" / job).glob("*.json")]
+            assert j["shapes_timed"] == len({p["n_channels"] for p in profiles}) > 0  # each input shape timed once
+            assert {"phase_macs_s", "phase_fp32_train_s", "phase_fp32_inference_s"} <= set(j)
+    costs = study.fixed_costs(per_job)
+    for family in ("train", "evaluate", "profile"):
+        c = costs[family]
+        assert c["job_s"] == pytest.approx(sum(j["seconds"] for j in per_job if j["family"] == family), abs=0.1)
+        assert c["outside_work_s"] == pytest.approx(c["job_s"] - c["work_s"], abs=0.11) and c["outside_work_s"] > 0
+    assert set(costs["profile"]["phases_s"]) == {"macs", "fp32_train", "fp32_inference"}  # on CPU: no as-trained phases
+    line = study.timeline(per_job)
+    assert 0 < line["train"][0] < line["train"][1] <= line["evaluate"][1]
+
+
 @needs_tex
 def test_smoke_paper_prints_the_numbers_of_the_csv_and_its_clean_commit(built):
     pdf = built / SYN_OUT / "paper/main.pdf"

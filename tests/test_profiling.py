@@ -96,6 +96,17 @@ def test_vram_fields_are_none_on_cpu_with_the_note(profiles):
         assert fp32["peak_rss_mb"] >= fp32["rss_before_mb"] > 0  # the host's memory is measured instead
 
 
+def test_phase_seconds_say_where_a_profile_job_spends_its_time(profiles):
+    for p in profiles.values():
+        phases = p["phase_seconds"]
+        # on a CPU the as-trained regime is the fp32 one (not measured twice), so it has no phases of its own
+        assert list(phases) == ["macs", "fp32_train", "fp32_inference"]
+        assert all(v > 0 for v in phases.values())
+        assert sum(phases.values()) <= p["seconds"] + 1e-3  # laps of one clock, inside the profile's own time
+        fp32_train = p["train"]["fp32"]
+        assert phases["fp32_train"] >= sum(fp32_train["times_ms"]) / 1e3  # the timed repeats are inside their phase
+
+
 def test_row_cells_of_oom_and_failed_phases(profiles):
     p = copy.deepcopy(profiles["vit"])
     p["train"]["trained"] = {"status": profiling.FAILED, "error": "RuntimeError: Unsupported dtype BFloat16"}
@@ -213,6 +224,7 @@ def test_script_measures_each_input_shape_once_and_writes_one_file_per_dataset(t
                                              "shared_by": ["bloodmnist", "dermamnist"]}
     assert p["dermamnist"]["train"] == p["bloodmnist"]["train"] != p["organamnist"]["train"]
     assert p["dermamnist"]["seconds"] == 0 < p["bloodmnist"]["seconds"]
+    assert p["dermamnist"]["phase_seconds"] is None and p["bloodmnist"]["phase_seconds"]["macs"] > 0
     assert (p["dermamnist"]["n_classes"], p["bloodmnist"]["n_classes"]) == (7, 8)
     assert p["dermamnist"]["params"] < p["bloodmnist"]["params"]  # a smaller head, counted for its own classes
     assert p["organamnist"]["timed_with"]["dataset"] == "organamnist"

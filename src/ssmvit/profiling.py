@@ -51,6 +51,10 @@ Method (also written into every profile under ``method``):
   error (``trained_note``); its row cells are None.
 * MACs: one forward pass at batch 1, three ways (``ssmvit.macs``), counted
   on a CPU copy of the model, so they do not depend on the profiled device.
+* Where a profile job's time goes: ``phase_seconds`` (counting MACs, the
+  fp32 training step and inference, the as-trained step with its compile and
+  graph capture, the as-trained inference with its compiles), each phase's
+  wall seconds including its warm-up and timed repeats.
 """
 
 from __future__ import annotations
@@ -289,6 +293,21 @@ def _rate_summary(batch: int, times: list[float]) -> dict:
 
 
 # ------------------------------------------------------------------------------------ phases
+class _PhaseClock:
+    """Wall seconds of a profile's phases, each from the end of the one before: where a profile job's time goes
+    (counting MACs, the fp32 measurements, the as-trained step with its compile and graph capture, the as-trained
+    inference with its compiles), beside the timed repeats that are the measurements."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._t, 3)
+        self._t = now
+
+
 def _profile_training(model, optimizer, model_name, n_channels, n_classes, res, device, batch,
                       repeats, warmup, cap_mb, train_step=None) -> dict | str:
     """The plain fp32 step on ``model`` and ``optimizer``, or ``train_step(x, y)`` (a ``fastpath.TrainStep``).
@@ -391,9 +410,10 @@ def count_macs(model: nn.Module, model_name: str, n_channels: int, n_classes: in
 
 
 def _profile_as_trained(cfg, model_name, n_channels, n_classes, res, settings, initial, fast_path, dev, train,
-                        batch_sizes, repeats, warmup, memory_cap_mb) -> dict:
+                        batch_sizes, repeats, warmup, memory_cap_mb, phases) -> dict:
     """The as-trained regime on a fresh copy with the ``initial`` weights: fills ``train``'s "trained" entries and
-    returns the inference results per batch size."""
+    returns the inference results per batch size. ``phases`` (a ``_PhaseClock``) times its training step (compile and
+    graph capture included) and its inference apart."""
     from .aggregate import training_arithmetic
 
     tcfg, mcfg = cfg["train"], cfg["models"][model_name]
@@ -418,6 +438,7 @@ def _profile_as_trained(cfg, model_name, n_channels, n_classes, res, settings, i
         trained_model.zero_grad(set_to_none=True)  # the graph's gradients: not part of inference
         del step, trained_opt  # and the graph with its memory pool
         _free(dev)
+        phases.lap("trained_train")
         forward = inference_forward(compile_model(trained_model, fast_path), fast_path)
         for bs in batch_sizes:
             _free(dev)
@@ -432,6 +453,7 @@ def _profile_as_trained(cfg, model_name, n_channels, n_classes, res, settings, i
     train["trained_note"] = "; ".join(notes) or None
     del trained_model
     _free(dev)
+    phases.lap("trained_inference" if "trained_train" in phases.seconds else "trained_train")
     return inference_trained
 
 
@@ -467,10 +489,12 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
     train_batch = int(train_batch_size or tcfg["batch_size"])
 
     torch.manual_seed(seed)
+    phases = _PhaseClock()
     model = build_model(model_name, n_channels, n_classes, int(res), **settings)
     print(f"profiling {model_name} on {dataset}-shaped inputs ({n_channels}x{res}x{res}, {n_classes} classes) on {dev}: "
           "counting MACs three ways", flush=True)
     macs = count_macs(model, model_name, n_channels, n_classes, res, settings, seed)
+    phases.lap("macs")
 
     initial = {k: v.clone() for k, v in model.state_dict().items()}  # both regimes start from these weights
     model.to(dev)
@@ -487,6 +511,7 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
     model.zero_grad(set_to_none=True)
     del optimizer
     _free(dev)  # empty the CUDA cache so the next phase's reserved memory is its own
+    phases.lap("fp32_train")
 
     inference = {}
     print(f"timing fp32 eager inference at batch {', '.join(map(str, batch_sizes))}", flush=True)
@@ -496,12 +521,14 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
                                                      warmup, memory_cap_mb)
     model.cpu()
     _free(dev)
+    phases.lap("fp32_inference")
 
     # As trained: a fresh copy with the same weights, through the training loop's own step.
     fast_path = resolve_fast_path(tcfg.get("fast_path"), dev)
     if any(fast_path.as_dict().values()):
         inference_trained = _profile_as_trained(cfg, model_name, n_channels, n_classes, res, settings, initial,
-                                                fast_path, dev, train, batch_sizes, repeats, warmup, memory_cap_mb)
+                                                fast_path, dev, train, batch_sizes, repeats, warmup, memory_cap_mb,
+                                                phases)
     else:
         # No part of the fast path applies (a CPU, or every part switched off): the runs trained with the plain
         # fp32 step, which was just measured. Said so, not measured twice.
@@ -519,6 +546,7 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
         "n_channels": n_channels, "n_classes": n_classes, "settings": settings,
         "params": count_params(model), "macs": macs, "environment": env,
         "seconds": time.perf_counter() - t_start,
+        "phase_seconds": phases.seconds,
         "started_at": started_at, "ended_at": time.time(),  # unix time: which other jobs ran meanwhile
         "train": train,
         "inference": {"precision": "fp32", "batch_sizes": [int(b) for b in batch_sizes], "results": inference,
@@ -656,6 +684,7 @@ def profile_datasets(cfg: dict, datasets, res: int, model_name: str, **kwargs) -
             model = build_model(model_name, info["n_channels"], info["n_classes"], int(res), **settings)
             prof = copy.deepcopy(timed)
             prof.update(dataset=d, n_classes=info["n_classes"], params=count_params(model), seconds=0.0,
+                        phase_seconds=None,  # like seconds: the timed dataset's profile holds them
                         macs=count_macs(model, model_name, info["n_channels"], info["n_classes"], res, settings, seed))
             out[d] = prof
     return {d: out[d] for d in datasets}
