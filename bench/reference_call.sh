@@ -22,7 +22,7 @@ start)
     commit=${1:?COMMIT}; seeds=${2:?SEEDS, e.g. "0 1 2"}; shift 2
     [ $# -gt 0 ] || set -- --omit-from aggregate
     rm -rf build/ref && mkdir -p build/ref
-    tar -c --exclude=./build --exclude=./.data --exclude=./.site --exclude=./.whl . | tar -x -C build/ref
+    tar -c --exclude=./build --exclude=./.data --exclude=./.site --exclude=./.whl --exclude=./.whl2 . | tar -x -C build/ref
     # a rerun: none of the committed outputs may count as done
     rm -rf build/ref/results/runs build/ref/results/profile build/ref/results/aggregate build/ref/results/figures \
         build/ref/paper/generated build/ref/paper/main.pdf build/ref/logs build/ref/.snakemake
