@@ -9,7 +9,7 @@ import torch
 
 from conftest import META, PROCESSED, RAW, SHARED_MEDMNIST, needs_real_organamnist
 from ssmvit.config import resolve
-from ssmvit.datasets import fetch_raw, load_processed, official_url_md5, preprocess, raster_scan, resize_uint8
+from ssmvit.datasets import channel_mean_std, fetch_raw, load_processed, official_url_md5, preprocess, raster_scan, resize_uint8
 from ssmvit.errors import UserError
 from ssmvit.fileio import md5sum, write_npz
 
@@ -99,6 +99,35 @@ def test_corrupted_download_is_never_left_under_final_name(tiny_cfg, in_tmp, htt
     assert "after 2 attempts" in msg
     raw_dir = RAW("bloodmnist", 28).parent
     assert not raw_dir.exists() or list(raw_dir.iterdir()) == []
+
+
+def test_channel_mean_std_matches_float64_over_chunks_without_rounding_drift():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(7, 3, 5, 4), dtype=np.uint8)
+    x = images.astype(np.float64) / 255
+    for chunk in (1, 3, 7, 100):  # chunk boundaries inside, at and past the split's end give the same sums
+        mean, std = channel_mean_std(images, chunk=chunk)
+        assert np.allclose(mean, x.mean(axis=(0, 2, 3)), rtol=0, atol=1e-15)
+        assert np.allclose(std, x.std(axis=(0, 2, 3)), rtol=0, atol=1e-15)
+    # exact cases: a constant channel has std 0 exactly (no negative variance from cancellation), and half 0 /
+    # half 255 has mean 0.5 and std 0.5
+    flat = np.zeros((4, 2, 2, 2), dtype=np.uint8)
+    flat[:, 0] = 200
+    flat[:2, 1] = 255
+    mean, std = channel_mean_std(flat, chunk=3)
+    assert mean == [200 / 255, 0.5] and std == [0.0, 0.5]
+
+
+def test_preprocess_benchmark_runs_and_checks_the_float32_constants():
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "bench_preprocess.py"), "--shape", "50", "3", "8", "8"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "float32 constants identical" in r.stdout and "speed-up" in r.stdout
 
 
 def test_preprocess_official_size_and_metadata(tiny_cfg, in_tmp):
