@@ -307,6 +307,44 @@ def test_a_compiler_failure_falls_back_to_the_eager_step_from_the_same_state(cap
         assert torch.equal(state[k], plain_state[k]), k
 
 
+def test_fresh_compiles_gives_each_shape_the_whole_recompile_budget_and_fails_past_it():
+    """A profile job compiles one block function for several input shapes in one process. Without a fresh start per
+    shape, the second shape's compiles past dynamo's limit ran eager with only a log warning (the study of
+    2026-12-07 timed part of S4D's RGB "as trained" regime eager that way); with it, each shape gets the whole
+    budget, and a compile past the limit raises a compiler error instead."""
+    from torch._dynamo.exc import FailOnRecompileLimitHit
+    from torch._dynamo.utils import counters
+
+    from ssmvit.fastpath import fresh_compiles, is_compile_error
+
+    def block(x):
+        return F.gelu(x) * 2
+
+    limit = torch._dynamo.config.recompile_limit
+
+    def compile_for(sizes):  # a new compiled wrapper of the same function, as each model's compile_blocks makes
+        compiled = torch.compile(block, backend="eager", dynamic=False)
+        for n in sizes:
+            assert torch.equal(compiled(torch.ones(n)), block(torch.ones(n)))
+
+    torch._dynamo.reset()
+    counters.clear()
+    compile_for(range(1, limit + 1))
+    compile_for(range(limit + 1, 2 * limit + 1))
+    assert counters["stats"]["unique_graphs"] == limit  # the second shape's calls: silently eager
+
+    counters.clear()
+    for sizes in (range(1, limit + 1), range(limit + 1, 2 * limit + 1)):
+        with fresh_compiles():
+            compile_for(sizes)
+    assert counters["stats"]["unique_graphs"] == 2 * limit
+    with fresh_compiles(), pytest.raises(FailOnRecompileLimitHit) as failure:
+        compile_for(range(1, limit + 2))
+    assert is_compile_error(failure.value)
+    assert torch._dynamo.config.fail_on_recompile_limit_hit is False  # only within the block
+    torch._dynamo.reset()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (bench/check_graph_step.py there)")
 def test_the_graphed_step_trains_as_the_ungraphed_one_does(tmp_path):
     # On a GPU: capture, replays, the lr refresh and a smaller batch between replays, against two ungraphed runs

@@ -168,6 +168,23 @@ def compiled_blocks(model: nn.Module, enabled: bool = True):
         model.use_compiled_blocks = before
 
 
+@contextlib.contextmanager
+def fresh_compiles():
+    """Within the block, compiling starts from an empty in-process dynamo cache, as in a new training process
+    (inductor's on-disk cache still serves what was compiled before), and a compile past dynamo's recompile limit
+    raises instead of running that call eager.
+
+    Why: every model of a process shares one compiled block function (``compile_blocks``), and dynamo allows 8
+    graphs per function. A profile job compiles a train step and inference at 4 batch sizes per input shape, so its
+    second shape reached the limit, and dynamo ran the rest eager with only a warning in the log.
+    """
+    torch._dynamo.reset()
+    config = torch._dynamo.config
+    strict = {"fail_on_recompile_limit_hit": True} if hasattr(config, "fail_on_recompile_limit_hit") else {}
+    with config.patch(**strict):
+        yield
+
+
 def is_compile_error(exc: BaseException) -> bool:
     """Whether ``exc`` comes from torch.compile itself (dynamo, AOT autograd, inductor), not from the model's code."""
     return type(exc).__module__.startswith(("torch._dynamo", "torch._inductor", "torch._functorch"))

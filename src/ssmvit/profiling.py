@@ -78,7 +78,15 @@ import torch.nn.functional as F
 
 from .catalog import check_choice, describe
 from .config import model_settings
-from .fastpath import GRAPH_WARMUP_STEPS, compile_model, inference_forward, make_train_step, resolve_fast_path
+from .fastpath import (
+    GRAPH_WARMUP_STEPS,
+    compile_model,
+    fresh_compiles,
+    inference_forward,
+    is_compile_error,
+    make_train_step,
+    resolve_fast_path,
+)
 from .macs import count_macs_analytic, count_macs_flopcounter, count_macs_thop, count_mult_adds_torchinfo, example_input
 from .models import INPUT_LAYOUT, build_model, count_params
 from .tables import OOM_SEPARATOR
@@ -444,9 +452,11 @@ def _profile_as_trained(cfg, model_name, n_channels, n_classes, res, settings, i
             _free(dev)
             inference_trained[str(int(bs))] = _profile_inference(trained_model, model_name, n_channels, res, dev,
                                                                  int(bs), repeats, warmup, memory_cap_mb, forward)
-    except (RuntimeError, TypeError) as exc:
+    except Exception as exc:  # noqa: BLE001  re-raised below unless the fast path's own
         # The fast path is an extra: an op with no kernel in its precision, a compiler bug. Record why, leave the
         # numbers unmeasured (None in rows), and keep the seed regime's.
+        if not (isinstance(exc, (RuntimeError, TypeError)) or is_compile_error(exc)):
+            raise
         train["trained"] = train["trained"] or {"status": FAILED, "error": _error_note(exc)}
         notes.append(f"as trained failed: {_error_note(exc)}")
     train["trained_fast_path"] = fast_path.as_dict()
@@ -526,9 +536,11 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
     # As trained: a fresh copy with the same weights, through the training loop's own step.
     fast_path = resolve_fast_path(tcfg.get("fast_path"), dev)
     if any(fast_path.as_dict().values()):
-        inference_trained = _profile_as_trained(cfg, model_name, n_channels, n_classes, res, settings, initial,
-                                                fast_path, dev, train, batch_sizes, repeats, warmup, memory_cap_mb,
-                                                phases)
+        # each input shape compiles as in its own training process (fresh_compiles says why)
+        with fresh_compiles() if fast_path.compile else contextlib.nullcontext():
+            inference_trained = _profile_as_trained(cfg, model_name, n_channels, n_classes, res, settings, initial,
+                                                    fast_path, dev, train, batch_sizes, repeats, warmup, memory_cap_mb,
+                                                    phases)
     else:
         # No part of the fast path applies (a CPU, or every part switched off): the runs trained with the plain
         # fp32 step, which was just measured. Said so, not measured twice.
