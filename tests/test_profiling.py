@@ -262,3 +262,23 @@ def test_a_profile_of_an_older_format_is_refused_with_the_fix(tmp_path):
     with pytest.raises(UserError, match=r"older ssmvit \(profile format 2, this one reads 3.*rerun its profile job"):
         efficiency_table([path])
     assert len(efficiency_table([REPO / "results/profile/28_s4d/organamnist.json"])) == 1  # the committed ones read
+
+
+def test_as_trained_numbers_timed_after_another_shape_before_fresh_compiles_get_a_caveat():
+    """A profile job timed its input shapes one after another in one process; before fastpath.fresh_compiles the
+    later shapes' compiles could pass dynamo's recompile limit and run eager. Such profiles (no
+    train.trained_compiles) are marked when they compiled and were not their job's first shape."""
+    from ssmvit.profiling import FRESH_COMPILES, TRAINED_CAVEAT, trained_caveats
+
+    def prof(res, model, started_at, compiled=True, fresh=False):
+        train = {"trained_fast_path": {"compile": compiled}}
+        if fresh:
+            train["trained_compiles"] = FRESH_COMPILES
+        return {"resolution": res, "model": model, "started_at": started_at, "train": train}
+
+    # the gray shape first, then the RGB shape and a dataset sharing its timings; another job at 64
+    old = [prof(28, "s4d", 10.0), prof(28, "s4d", 50.0), prof(28, "s4d", 50.0), prof(64, "s4d", 90.0),
+           prof(64, "s4d", 130.0)]
+    assert trained_caveats(old) == [None, TRAINED_CAVEAT, TRAINED_CAVEAT, None, TRAINED_CAVEAT]
+    assert trained_caveats([prof(28, "s4d", 10.0, fresh=True), prof(28, "s4d", 50.0, fresh=True)]) == [None, None]
+    assert trained_caveats([prof(28, "s4d", 10.0, False), prof(28, "s4d", 50.0, False)]) == [None, None]

@@ -395,6 +395,33 @@ def test_efficiency_is_labelled_with_the_regime_it_was_measured_in(tmp_path):
         assert "no part of the fast path applies" in discussion
 
 
+def test_as_trained_cells_that_may_have_run_eager_are_marked_where_they_appear(tmp_path):
+    """Profiles made before each input shape's compiles were fresh (profiling.trained_caveats): their as-trained
+    cells carry a mark, and each table that shows or uses them says what it means."""
+    from ssmvit.profiling import TRAINED_CAVEAT
+
+    p = make_inputs(tmp_path)
+    eff = pd.read_csv(p["agg"] / "efficiency.csv")
+    eff["device_type"], eff["trained_fast_path"] = "cuda", "bf16 autocast + torch.compile (blocks) + CUDA graphs"
+    eff["train_samples_per_s_trained"], eff["infer_samples_per_s_bs1024_trained"] = 1234.0, 5678.0
+    eff["trained_caveat"] = np.where(eff["dataset"] == "dermamnist", TRAINED_CAVEAT, None)
+    eff.to_csv(p["agg"] / "efficiency.csv", index=False)
+    write_all(p["config"], p["agg"], p["figures"], p["generated"])
+    table = _read(p, "efficiency_table.tex")
+    blocks = {b.split("&")[0].strip(): b for b in table.split("\\midrule")[1:]}
+    assert blocks["DermaMNIST"].count("1234$^{c}$") == blocks["DermaMNIST"].count("5678$^{c}$") == 4
+    assert "$^{c}$" not in blocks["OrganAMNIST"] and blocks["OrganAMNIST"].count("1234") == 4
+    assert f"$^{{c}}$: {TRAINED_CAVEAT}." in table
+    assert "$^{c}$: as in Table~\\ref{tab:efficiency}" in _read(p, "inference_table.tex")
+    claims = _read(p, "seed_claims.tex")  # the seed's DermaMNIST rows are 64x64 RGB
+    assert claims.count("DermaMNIST 64$\\times$64 S4D and DermaMNIST 64$\\times$64 ViT come from measurements "
+                        "marked $^{c}$") == 2
+    eff["trained_caveat"] = None
+    eff.to_csv(p["agg"] / "efficiency.csv", index=False)
+    write_all(p["config"], p["agg"], p["figures"], p["generated"])
+    assert "$^{c}$" not in _read(p, "efficiency_table.tex") + _read(p, "seed_claims.tex")
+
+
 def test_training_time_is_flagged_when_runs_shared_the_gpu(tmp_path):
     p = make_inputs(tmp_path)
     acc = pd.read_csv(p["agg"] / "accuracy.csv")

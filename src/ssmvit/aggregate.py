@@ -346,7 +346,7 @@ def provenance(config: dict, train_summaries=(), profiles=(), git: dict | None =
 def efficiency_table(profile_files) -> pd.DataFrame:
     """One flat row per profile JSON (see profiling.profile_to_row)."""
     from .errors import UserError
-    from .profiling import PROFILE_FORMAT, profile_to_row
+    from .profiling import PROFILE_FORMAT, profile_to_row, trained_caveats
 
     profiles = [(p, _read_json(p)) for p in profile_files]
     for path, prof in profiles:
@@ -355,7 +355,8 @@ def efficiency_table(profile_files) -> pd.DataFrame:
                             f"this one reads {PROFILE_FORMAT}: without the as-trained regime, or another MAC cost "
                             "model); "
                             "rerun its profile job (snakemake --forcerun profile, or delete the file)")
-    rows = [profile_to_row(prof) for _, prof in profiles]
+    caveats = trained_caveats([prof for _, prof in profiles])
+    rows = [profile_to_row(prof, caveat) for (_, prof), caveat in zip(profiles, caveats)]
     df = tables.frame("efficiency.csv", rows)
     if not df.empty:
         df = df.sort_values(["dataset", "resolution", "model"]).reset_index(drop=True)

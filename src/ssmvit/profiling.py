@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import math
 import os
 import platform
 import re
@@ -104,6 +105,10 @@ OOM = "OOM"
 # plain bf16 autocast, which no run used. A profile of an older format is refused by aggregate.
 PROFILE_FORMAT = 3
 FAILED = "failed"  # an as-trained phase that raised something other than out-of-memory
+FRESH_COMPILES = "fresh per input shape"  # train.trained_compiles: the as-trained phase ran in fastpath.fresh_compiles
+TRAINED_CAVEAT = ("measured after another input shape in the same process, before each shape's compiles were made "
+                  "fresh: past dynamo's recompile limit, part of this regime may have run eager, so it can understate "
+                  "the fast path")
 REGIMES = {"fp32": "the seed's regime: plain eager model, fp32",
            "trained": "as trained: the runs' fast path (train.fast_path, resolved on this device)"}
 
@@ -513,7 +518,8 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
     optimizer = build_optimizer(model, lr, wd, ssm_lr)
     env = environment(dev)  # before the measurements: clocks and date as the run starts
     train = {"batch_size": train_batch, "optimizer": "AdamW via training.build_optimizer", "regimes": REGIMES,
-             "fp32": None, "trained": None, "trained_fast_path": None, "trained_note": None}
+             "fp32": None, "trained": None, "trained_fast_path": None, "trained_note": None,
+             "trained_compiles": None}
     print(f"timing the fp32 eager training step at batch {train_batch} ({repeats} repeats)", flush=True)
     train["fp32"] = _profile_training(model, optimizer, model_name, n_channels, n_classes, res, dev, train_batch,
                                       repeats, warmup, memory_cap_mb)
@@ -537,6 +543,7 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
     fast_path = resolve_fast_path(tcfg.get("fast_path"), dev)
     if any(fast_path.as_dict().values()):
         # each input shape compiles as in its own training process (fresh_compiles says why)
+        train["trained_compiles"] = FRESH_COMPILES if fast_path.compile else None
         with fresh_compiles() if fast_path.compile else contextlib.nullcontext():
             inference_trained = _profile_as_trained(cfg, model_name, n_channels, n_classes, res, settings, initial,
                                                     fast_path, dev, train, batch_sizes, repeats, warmup, memory_cap_mb,
@@ -578,7 +585,26 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
 
 
 # -------------------------------------------------------------------------------------- rows
-def profile_to_row(profile: dict) -> dict:
+def trained_caveats(profiles: list[dict]) -> list[str | None]:
+    """``TRAINED_CAVEAT`` for each profile whose as-trained numbers may be partly eager, else None.
+
+    That is a profile whose as-trained regime compiled, written before the compiles were made fresh per input shape
+    (no ``train.trained_compiles``), and timed after another input shape of its job (same resolution and model;
+    ``started_at`` orders them, and a dataset that shares another's timings shares its ``started_at``).
+    """
+    first: dict[tuple, float] = {}
+    for p in profiles:
+        key = (p["resolution"], p["model"])
+        first[key] = min(first.get(key, math.inf), p.get("started_at") or math.inf)
+    out = []
+    for p in profiles:
+        compiled = bool((p["train"].get("trained_fast_path") or {}).get("compile"))
+        late = (p.get("started_at") or -math.inf) > first[(p["resolution"], p["model"])]
+        out.append(TRAINED_CAVEAT if compiled and late and "trained_compiles" not in p["train"] else None)
+    return out
+
+
+def profile_to_row(profile: dict, trained_caveat: str | None = None) -> dict:
     """One flat row of efficiency.csv from ``profile_model``'s dict: the columns of ``tables.EFFICIENCY`` first, in
     that order, then extras.
 
@@ -640,6 +666,7 @@ def profile_to_row(profile: dict) -> dict:
                               is not None else None),  # None: the regime was not measured
         "timed_with": (profile.get("timed_with") or {}).get("dataset", profile["dataset"]),
         "trained_note": train.get("trained_note"),
+        "trained_caveat": trained_caveat,  # trained_caveats: as-trained numbers that may be partly eager
         "latency_bs1_ms_trained": inf.get("latency_bs1_ms_trained"),
         "vram_note": None if vram else VRAM_NOTE_CPU,
         "repeats": profile["method"]["repeats"], "warmup": profile["method"]["warmup"],
