@@ -1333,7 +1333,11 @@ def _efficiency_facts(inp: Inputs, M: Macros) -> dict | None:
             if quantities:
                 resolutions.append({"res": res_tex(res), "quantities": quantities})
         if resolutions:
-            out.append({"words": words, "resolutions": resolutions})
+            caveat = []  # datasets whose as-trained rows may be partly eager (profiling.trained_caveats)
+            if suffix and "trained_caveat" in inp.eff.columns:
+                marked = inp.eff[~inp.eff["trained_caveat"].map(is_missing) & inp.eff["model"].isin(["vit", "s4d"])]
+                caveat = [tex_escape(dataset_label(d)) for d in dict.fromkeys(marked["dataset"])]
+            out.append({"words": words, "resolutions": resolutions, "caveat": caveat})
     macs = []
     for m in inp.models():
         devs = []
