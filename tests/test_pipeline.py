@@ -123,21 +123,6 @@ def test_full_study_dry_run_lists_every_job():
         assert counts[rule] == 1
 
 
-def test_each_profile_job_runs_after_its_first_seeds_trainings():
-    """A profile takes every GPU slot: started while the data were being prepared, it held the card while the
-    trainings waited. It waits for the first seed's trainings of its resolution and model (ancient: a retraining
-    does not rerun it, test_changing_one_value_reruns_exactly_the_jobs_that_depend_on_it)."""
-    study = yaml.safe_load((REPO / SYN).read_text())["study"]
-    assert len(study["seeds"]) > 1 and len(study["datasets"]) > 1
-    profiles = [j for j in snakemake_jobs(SYN, REPO) if j["rule"] == "profile"]
-    assert len(profiles) == len(study["resolutions"]) * len(study["models"])
-    for job in profiles:
-        res, model = Path(job["output"][0]).parent.name.split("_")
-        assert sorted(job["input"]) == sorted(
-            f"{SYN_OUT}/results/runs/{d}_{res}_{model}_s{study['seeds'][0]}/train_summary.json"
-            for d in study["datasets"])
-
-
 @pytest.mark.parametrize("bad, needle", [
     ({"train": {"epochz": 1}}, "unknown config key 'train.epochz'"),
     ({"study": {"models": ["mamba"]}}, "unknown model 'mamba'"),
@@ -208,13 +193,10 @@ def test_dvc_stages_run_the_commands_of_snakemake_jobs():
             assert (sk_stage, sk_opts) == (dvc_stage, dvc_opts), stage.addressing
             assert "--config config/smoke.yaml" in stage.cmd
             deps = [d.def_path for d in stage.deps if d not in stage.params]  # files, not the params file
-            # A profile's trainings only order it after them (ancient in Snakemake: it reads none of their files);
-            # dvc repro runs one stage at a time, so its profile stage has no such dep.
-            inputs = [f for f in job["input"] if not (job["rule"] == "profile" and f.endswith("/train_summary.json"))]
-            for f in inputs:
+            for f in job["input"]:
                 assert any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps), (stage.addressing, f)
             for d in deps:
-                assert any(f == d or f.startswith(d.rstrip("/") + "/") for f in inputs), (stage.addressing, d)
+                assert any(f == d or f.startswith(d.rstrip("/") + "/") for f in job["input"]), (stage.addressing, d)
             # the job's values are the file's values, and DVC reruns the stage when any of them changes
             values = from_settings(settings)
             tracked = [k for p in stage.params for k in (p.params or [""])]

@@ -68,15 +68,3 @@ def train_priority(wildcards):
     n = describe(wildcards.dataset)["n_samples"]["train"]
     n = min(n, config["train"]["max_train_samples"] or n)  # the images it trains on
     return n * int(wildcards.res) ** 2 / 1e6
-
-
-def trainings_profiled(wildcards):
-    """The first seed's trainings at this resolution and model. The profile runs after them: on a card no training
-    needs any more (it takes every slot), with the compiled graphs they left in the study's inductor cache. With
-    nothing to wait for, a profile job started while the data were being prepared and compiled cold with every
-    slot held, and the trainings waited (bench/README.md, the 1-seed study on one H100). ancient: a training
-    that reruns does not make the profile stale."""
-    seed, res, model = STUDY["seeds"][0], wildcards.res, wildcards.model
-    return [
-        ancient(out(paths.TRAIN_SUMMARY.format(dataset=d, res=res, model=model, seed=seed))) for d in STUDY["datasets"]
-    ]

@@ -5,8 +5,6 @@
 
 
 rule profile:
-    input:
-        trainings_profiled,
     output:
         profiles=expand(out(paths.PROFILE), dataset=paths.profiled_datasets(config), allow_missing=True),
     log:
