@@ -270,11 +270,12 @@ def test_as_trained_numbers_timed_after_another_shape_before_fresh_compiles_get_
     train.trained_compiles) are marked when they compiled and were not their job's first shape."""
     from ssmvit.profiling import FRESH_COMPILES, TRAINED_CAVEAT, trained_caveats
 
-    def prof(res, model, started_at, compiled=True, fresh=False):
+    def prof(res, model, started_at, compiled=True, fresh=False, device="NVIDIA H200"):
         train = {"trained_fast_path": {"compile": compiled}}
         if fresh:
             train["trained_compiles"] = FRESH_COMPILES
-        return {"resolution": res, "model": model, "started_at": started_at, "train": train}
+        return {"resolution": res, "model": model, "started_at": started_at, "train": train,
+                "environment": {"device_name": device}}
 
     # the gray shape first, then the RGB shape and a dataset sharing its timings; another job at 64
     old = [prof(28, "s4d", 10.0), prof(28, "s4d", 50.0), prof(28, "s4d", 50.0), prof(64, "s4d", 90.0),
@@ -282,3 +283,8 @@ def test_as_trained_numbers_timed_after_another_shape_before_fresh_compiles_get_
     assert trained_caveats(old) == [None, TRAINED_CAVEAT, TRAINED_CAVEAT, None, TRAINED_CAVEAT]
     assert trained_caveats([prof(28, "s4d", 10.0, fresh=True), prof(28, "s4d", 50.0, fresh=True)]) == [None, None]
     assert trained_caveats([prof(28, "s4d", 10.0, False), prof(28, "s4d", 50.0, False)]) == [None, None]
+    # a shape re-profiled later with fresh compiles does not clear the mark of the stale one it followed
+    assert trained_caveats([prof(28, "s4d", 90.0, fresh=True), prof(28, "s4d", 10.0), prof(28, "s4d", 50.0)]) == \
+        [None, None, TRAINED_CAVEAT]
+    # a job on another device is another job
+    assert trained_caveats([prof(28, "s4d", 10.0, device="cpu"), prof(28, "s4d", 50.0)]) == [None, None]

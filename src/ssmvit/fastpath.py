@@ -180,7 +180,9 @@ def fresh_compiles():
     """
     torch._dynamo.reset()
     config = torch._dynamo.config
-    strict = {"fail_on_recompile_limit_hit": True} if hasattr(config, "fail_on_recompile_limit_hit") else {}
+    # the flag's name since torch 2.7, and before (absent before 2.6); torch refuses it beside suppress_errors
+    names = [n for n in ("fail_on_recompile_limit_hit", "fail_on_cache_limit_hit") if hasattr(config, n)][:1]
+    strict = {} if getattr(config, "suppress_errors", False) else dict.fromkeys(names, True)
     with config.patch(**strict):
         yield
 

@@ -589,19 +589,20 @@ def trained_caveats(profiles: list[dict]) -> list[str | None]:
     """``TRAINED_CAVEAT`` for each profile whose as-trained numbers may be partly eager, else None.
 
     That is a profile whose as-trained regime compiled, written before the compiles were made fresh per input shape
-    (no ``train.trained_compiles``), and timed after another input shape of its job (same resolution and model;
-    ``started_at`` orders them, and a dataset that shares another's timings shares its ``started_at``).
+    (no ``train.trained_compiles``), and timed after another such profile of its job (same resolution, model and
+    device; ``started_at`` orders them, and a dataset that shares another's timings shares its ``started_at``).
     """
+    def key(p):  # one job: a resolution and model on one device
+        return p["resolution"], p["model"], (p.get("environment") or {}).get("device_name")
+
+    candidates = [bool((p["train"].get("trained_fast_path") or {}).get("compile")) and "trained_compiles" not in p["train"]
+                  and p.get("started_at") is not None for p in profiles]
     first: dict[tuple, float] = {}
-    for p in profiles:
-        key = (p["resolution"], p["model"])
-        first[key] = min(first.get(key, math.inf), p.get("started_at") or math.inf)
-    out = []
-    for p in profiles:
-        compiled = bool((p["train"].get("trained_fast_path") or {}).get("compile"))
-        late = (p.get("started_at") or -math.inf) > first[(p["resolution"], p["model"])]
-        out.append(TRAINED_CAVEAT if compiled and late and "trained_compiles" not in p["train"] else None)
-    return out
+    for p, candidate in zip(profiles, candidates):
+        if candidate:
+            first[key(p)] = min(first.get(key(p), math.inf), p["started_at"])
+    return [TRAINED_CAVEAT if candidate and p["started_at"] > first[key(p)] else None
+            for p, candidate in zip(profiles, candidates)]
 
 
 def profile_to_row(profile: dict, trained_caveat: str | None = None) -> dict:

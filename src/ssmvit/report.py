@@ -1334,8 +1334,10 @@ def _efficiency_facts(inp: Inputs, M: Macros) -> dict | None:
                 resolutions.append({"res": res_tex(res), "quantities": quantities})
         if resolutions:
             caveat = []  # datasets whose as-trained rows may be partly eager (profiling.trained_caveats)
-            if suffix and "trained_caveat" in inp.eff.columns:
-                marked = inp.eff[~inp.eff["trained_caveat"].map(is_missing) & inp.eff["model"].isin(["vit", "s4d"])]
+            if suffix and "trained_caveat" in inp.eff.columns:  # of a dataset with both models (a ratio)
+                pairs = inp.eff[inp.eff["model"].isin(["vit", "s4d"])]
+                both = {d for (d, _), g in pairs.groupby(["dataset", "resolution"]) if g["model"].nunique() == 2}
+                marked = pairs[~pairs["trained_caveat"].map(is_missing) & pairs["dataset"].isin(both)]
                 caveat = [tex_escape(dataset_label(d)) for d in dict.fromkeys(marked["dataset"])]
             out.append({"words": words, "resolutions": resolutions, "caveat": caveat})
     macs = []
