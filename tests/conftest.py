@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ssmvit.config import resolve
 from ssmvit.synthetic import make_synthetic_medmnist
@@ -67,6 +70,58 @@ def run_ssmvit(*args, cwd=None, env=None, timeout=600):
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "ssmvit", *map(str, args)],
                           cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout)
+
+
+# ---------------------------------------------------------------- running the pipeline as a person does
+def sh(cmd, cwd, timeout=1800, check=True, env=None):
+    e = dict(os.environ)
+    e.pop("MEDMNIST_ROOT", None)
+    e.update(env or {})
+    r = subprocess.run(cmd, cwd=cwd, shell=isinstance(cmd, str), capture_output=True, text=True,
+                       timeout=timeout, env=e)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return r
+
+
+def snakemake(args, cwd, **kw):
+    return sh(f"{sys.executable} -m snakemake {args}", cwd, **kw)
+
+
+def copy_repo(dest: Path) -> Path:
+    """A fresh checkout-like copy with its own git repository and one commit (DVC needs git)."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for f in filter(None, files):
+        src = REPO / f
+        if src.is_file():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / f)
+    sh("git init -q && git add -A && git -c user.email=t@t -c user.name=t commit -qm copy", dest)
+    return dest
+
+
+def smoke_config(root: Path) -> tuple[str, dict]:
+    """config/smoke.yaml on the real files, else the same study on synthetic data."""
+    if REAL_ORGANAMNIST.exists():
+        return "config/smoke.yaml", {"MEDMNIST_ROOT": str(SHARED_MEDMNIST)}
+    cfg = yaml.safe_load((root / "config/smoke.yaml").read_text())
+    cfg["data"]["synthetic"] = True
+    (root / "config/smoke-slurm-synthetic.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return "config/smoke-slurm-synthetic.yaml", {}
+
+
+@pytest.fixture(scope="session")
+def smoke_by_snakemake(tmp_path_factory):
+    """The README's smoke study (smoke_config) built by `snakemake --cores 2` in a fresh repository, once for the
+    tests that compare another way of running it with this one (dvc repro, SLURM). They only read it."""
+    import time
+
+    root = copy_repo(tmp_path_factory.mktemp("smoke_by_snakemake"))
+    configfile, env = smoke_config(root)
+    t0 = time.perf_counter()
+    snakemake(f"--cores 2 --configfile {configfile}", root, env=env)
+    return {"root": root, "configfile": configfile, "env": env, "seconds": time.perf_counter() - t0}
 
 
 # Fault-injection report (tests/fault_report.py): the `fault` fixture, its outcome hook, and the summary line.

@@ -10,52 +10,21 @@ OrganAMNIST-28 is present, the smoke study on it under both Snakemake and DVC.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, SHARED_MEDMNIST, needs_real_organamnist
+from conftest import REPO, SHARED_MEDMNIST, copy_repo, needs_real_organamnist, sh, snakemake
 
 SYN = "config/smoke-synthetic.yaml"
 SYN_OUT = "build/smoke-synthetic"
 SMOKE = "config/smoke.yaml"
 SMOKE_DVC = "pipelines/smoke/dvc.yaml"
 needs_tex = pytest.mark.skipif(shutil.which("latexmk") is None, reason="latexmk not installed (run setup.sh)")
-
-
-def sh(cmd, cwd, timeout=1800, check=True, env=None):
-    e = dict(os.environ)
-    e.pop("MEDMNIST_ROOT", None)
-    e.update(env or {})
-    r = subprocess.run(cmd, cwd=cwd, shell=isinstance(cmd, str), capture_output=True, text=True,
-                       timeout=timeout, env=e)
-    if check and r.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
-    return r
-
-
-def snakemake(args, cwd, **kw):
-    return sh(f"{sys.executable} -m snakemake {args}", cwd, **kw)
-
-
-def copy_repo(dest: Path) -> Path:
-    """A fresh checkout-like copy with its own git repository and one commit (DVC needs git)."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for f in filter(None, files):
-        src = REPO / f
-        if src.is_file():
-            (dest / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / f)
-    sh("git init -q && git add -A && git -c user.email=t@t -c user.name=t commit -qm copy", dest)
-    return dest
 
 
 def jobs_planned(dry_run_output: str) -> dict:
@@ -454,11 +423,11 @@ def test_dvc_records_a_snakemake_run_and_both_tools_agree(tmp_path_factory):
 
 @needs_real_organamnist
 @needs_tex
-def test_dvc_repro_and_snakemake_build_the_same_smoke_paper(tmp_path_factory):
+def test_dvc_repro_and_snakemake_build_the_same_smoke_paper(smoke_by_snakemake, tmp_path_factory):
     """The README's smoke study on the real OrganAMNIST-28, once with each tool, each in a fresh repository."""
     env = {"MEDMNIST_ROOT": str(SHARED_MEDMNIST)}
-    by_snakemake = copy_repo(tmp_path_factory.mktemp("sm"))
-    snakemake(f"--cores 2 --configfile {SMOKE}", by_snakemake, env=env)
+    assert smoke_by_snakemake["configfile"] == SMOKE
+    by_snakemake = smoke_by_snakemake["root"]
     by_dvc = copy_repo(tmp_path_factory.mktemp("dvc"))
     sh(f"dvc repro -q {SMOKE_DVC}", by_dvc, env=env)
     tables = []

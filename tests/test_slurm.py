@@ -25,10 +25,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import REAL_ORGANAMNIST, REPO, SHARED_MEDMNIST
-from test_pipeline import copy_repo, jobs_planned, sh, snakemake
+from conftest import REPO, copy_repo, sh, smoke_config, snakemake
+from test_pipeline import jobs_planned
 
 HARNESS = REPO / "tests" / "slurm"
 DAEMONS = ("munged", "slurmctld", "slurmd")
@@ -76,16 +75,6 @@ def cluster():
                            env=dict(os.environ, SLURM_HARNESS_PURGE="1"))
 
 
-def _smoke_config(root: Path) -> tuple[str, dict]:
-    """config/smoke.yaml on the real files, else the same study on synthetic data."""
-    if REAL_ORGANAMNIST.exists():
-        return "config/smoke.yaml", {"MEDMNIST_ROOT": str(SHARED_MEDMNIST)}
-    cfg = yaml.safe_load((root / "config/smoke.yaml").read_text())
-    cfg["data"]["synthetic"] = True
-    (root / "config/smoke-slurm-synthetic.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return "config/smoke-slurm-synthetic.yaml", {}
-
-
 def _squeue(cluster, *args) -> list[list[str]]:
     r = subprocess.run(["squeue", "-h", *args], capture_output=True, text=True, timeout=30, check=True,
                        env=dict(os.environ, SLURM_CONF=str(cluster["conf"])))
@@ -93,16 +82,12 @@ def _squeue(cluster, *args) -> list[list[str]]:
 
 
 @pytest.fixture(scope="module")
-def smoke(cluster, tmp_path_factory):
-    base = tmp_path_factory.mktemp("slurm_smoke")
-    local, on_slurm = copy_repo(base / "local"), copy_repo(base / "slurm")
-    configfile, env = _smoke_config(local)
-    _smoke_config(on_slurm)
-    planned = jobs_planned(snakemake(f"-n --cores 1 --configfile {configfile}", local, env=env).stdout)
-
-    t0 = time.perf_counter()
-    snakemake(f"--profile profiles/default --cores 2 --configfile {configfile}", local, env=env)
-    TIMINGS["smoke study, local (profiles/default, 2 cores)"] = time.perf_counter() - t0
+def smoke(cluster, smoke_by_snakemake, tmp_path_factory):
+    local, configfile, env = (smoke_by_snakemake[k] for k in ("root", "configfile", "env"))
+    on_slurm = copy_repo(tmp_path_factory.mktemp("slurm_smoke"))
+    smoke_config(on_slurm)
+    planned = jobs_planned(snakemake(f"-n --forceall --cores 1 --configfile {configfile}", local, env=env).stdout)
+    TIMINGS["smoke study, local (profiles/default, 2 cores)"] = smoke_by_snakemake["seconds"]
 
     before = {row[0] for row in _squeue(cluster, "--states=all", "-O", "JobID:|")}
     slurm_env = dict(env, SLURM_CONF=str(cluster["conf"]), SSMVIT_GPU_MODEL=GPU_MODEL,
