@@ -111,7 +111,8 @@ def test_jobs_per_card_follow_free_memory_and_the_override(monkeypatch):
 
 def test_gpu_jobs_share_slots_and_profiles_run_alone(tmp_path):
     """The synthetic study with two GPU slots (as a card with room for two jobs would have): trainings and
-    evaluations overlap, and no profile overlaps any other GPU job."""
+    evaluations overlap, no profile overlaps any other GPU job, and the profiles, which need no data, wait
+    for the trainings instead of taking the idle card at the start."""
     import json
 
     import yaml
@@ -132,8 +133,8 @@ def test_gpu_jobs_share_slots_and_profiles_run_alone(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "gpu_slots=2" in r.stdout + r.stderr  # the default profile gave Snakemake two slots
     out = root / "build/smoke-synthetic/results"
-    jobs = [json.loads(p.read_text()) for p in sorted(out.glob("runs/*/train_summary.json"))] + \
-           [json.loads(p.read_text()) for p in sorted(out.glob("runs/*/metrics.json"))]
+    trainings = [json.loads(p.read_text()) for p in sorted(out.glob("runs/*/train_summary.json"))]
+    jobs = trainings + [json.loads(p.read_text()) for p in sorted(out.glob("runs/*/metrics.json"))]
     profiles = [json.loads(p.read_text()) for p in sorted(out.glob("profile/*/*.json"))]
     assert len(jobs) == 4 and len(profiles) == 4
 
@@ -143,3 +144,4 @@ def test_gpu_jobs_share_slots_and_profiles_run_alone(tmp_path):
     assert any(overlap(a, b) for i, a in enumerate(jobs) for b in jobs[i + 1:])  # the slots were shared
     for p in profiles:
         assert not any(overlap(p, j) for j in jobs + [q for q in profiles if q is not p]), p["model"]
+        assert all(t["ended_at"] <= p["started_at"] for t in trainings), p["model"]

@@ -4,8 +4,9 @@ Training and evaluation at batch 64 leave a large card mostly idle (bench/README
 measurements), so by default several GPU jobs share each card: ``jobs_per_gpu()`` allows
 MAX_JOBS_PER_GPU per card, fewer where the card's free memory holds fewer JOB_MEMORY_MIB budgets,
 and SSMVIT_JOBS_PER_GPU=k overrides it. The default profile gives Snakemake ``gpu_slots()``
-slots (cards x jobs per card); train and evaluate take one slot each, profile takes EXCLUSIVE,
-which Snakemake caps at all of them, so a profile never measures a card another job is using.
+slots (cards x jobs per card); train and evaluate take one slot each, profile takes EXCLUSIVE
+slots and threads, which Snakemake caps at all there are, so a profile never measures a card (or
+a CPU) another job is using.
 
 On a host with several GPUs each GPU job calls ``claim_gpu()`` first: it takes the first free
 slot (an flock'ed file, released when the process ends, also on SIGKILL) and sets
@@ -25,7 +26,7 @@ from pathlib import Path
 _HELD = []  # open lock files: the claim lasts as long as the process
 MAX_JOBS_PER_GPU = 4
 JOB_MEMORY_MIB = 12 * 1024  # what one job at the study's sizes may take (their measured peaks are below it)
-EXCLUSIVE = 1000  # slots a job asks for to have every card to itself
+EXCLUSIVE = 1000  # slots (and threads) a job asks for to have every card (and core) to itself
 
 
 def _nvidia_smi(*query: str) -> list[str]:

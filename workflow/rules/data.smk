@@ -8,6 +8,7 @@ rule download:
         log_file("download/{dataset}_{res}"),
     benchmark:
         out(paths.BENCHMARK.format(name="download/{dataset}_{res}"))
+    priority: 1  # before a profile, which needs no data and would take the idle machine (profile.smk)
     conda:
         "../envs/ssmvit.yaml"
     resources:
@@ -40,6 +41,7 @@ rule preprocess:
         log_file("preprocess/{dataset}_{res}"),
     benchmark:
         out(paths.BENCHMARK.format(name="preprocess/{dataset}_{res}"))
+    priority: 1  # as download
     conda:
         "../envs/ssmvit.yaml"
     resources:

@@ -13,9 +13,15 @@ rule profile:
         out(paths.BENCHMARK.format(name="profile/{res}_{model}"))
     conda:
         "../envs/ssmvit.yaml"
+    # The whole machine, every core as well as every GPU slot (Snakemake caps both at what it has): a profile
+    # starts only when no other job runs, so nothing shares the card or loads the CPU while it measures. It
+    # needs no data, and with the card alone it would start first and compile cold while the trainings waited
+    # (bench/README.md, the 1-seed H100 study); the data rules' priority keeps it behind them, and the
+    # trainings' behind those. (profiles/slurm asks for one core: there each job has its own allocation.)
+    threads: gpus.EXCLUSIVE
     resources:
         gpu=1,
-        gpu_slots=gpus.EXCLUSIVE,  # every slot: no other job shares the card while it measures
+        gpu_slots=gpus.EXCLUSIVE,
         mem_mb=16000,
         runtime=60,
     params:
