@@ -107,6 +107,8 @@ def parse_args(argv=None):
                    help="train.fast_path.compile_scope (default: the config's)")
     p.add_argument("--no-bf16", action="store_true", help="fast path without bf16 autocast")
     p.add_argument("--no-fused", action="store_true", help="fast path without the fused AdamW")
+    p.add_argument("--no-bf16-residual", action="store_true",
+                   help="fast path without bf16_residual (S4D's residual stream in fp32)")
     p.add_argument("--no-chunked", action="store_true",
                    help="fast path without s4d_chunked_conv (S4D convolves by FFT, as the baseline)")
     p.add_argument("--skip-baseline", action="store_true", help="time the fast path only")
@@ -465,6 +467,8 @@ def main(argv=None) -> int:
         requested_fp["compile_scope"] = args.compile_scope
     if args.no_chunked:
         requested_fp["s4d_chunked_conv"] = False
+    if args.no_bf16_residual:
+        requested_fp["bf16_residual"] = False
     env = environment(device)
     print(f"# {env['gpu']} | driver {env['driver'] or '-'} | CUDA {env['cuda'] or '-'} | torch {env['torch']} | "
           f"fast path requested {requested_fp}", flush=True)

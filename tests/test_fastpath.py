@@ -15,7 +15,7 @@ from conftest import RAW, RUN
 from ssmvit.config import defaults
 from ssmvit.fastpath import FastPath, default_fast_path, make_train_step, resolve_fast_path
 from ssmvit.models import build_model
-from ssmvit.models.s4d import S4DKernel, S4DLayer, causal_fft_conv, fft_size
+from ssmvit.models.s4d import S4DClassifier, S4DKernel, S4DLayer, causal_fft_conv, fft_size
 from ssmvit.training import build_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,6 +101,63 @@ def test_s4d_under_bf16_autocast_keeps_kernel_and_fft_in_fp32():
     assert seen["dtypes"] == [torch.float32, torch.float32] and torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("algorithm", ["fft", "chunked"])
+def test_s4d_bf16_residual_stores_the_block_outputs_in_the_encoders_dtype(algorithm):
+    """keep_residual_dtype: under bf16 autocast each block hands a bf16 stream on (LayerNorm still in fp32, rounded
+    only where it is stored); without autocast the stream is fp32 and the flag changes no bit."""
+    from ssmvit.models import s4d
+
+    torch.manual_seed(0)
+    m = S4DClassifier(3, 7, d_model=16, n_layers=3, d_state=8, dropout=0.0).eval()
+    m.conv_algorithm = algorithm
+    x = torch.randn(4, 784, 3)
+    block = {"fft": s4d._block_bhl, "chunked": s4d._block_hbl}[algorithm]
+    seen = []
+
+    def spy(layer, norm, dropout, u, keep_dtype=False):
+        seen.append(u.dtype)
+        return block(layer, norm, dropout, u, keep_dtype)
+
+    def run(keep, autocast):
+        m.keep_residual_dtype = keep
+        seen.clear()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), \
+                pytest.MonkeyPatch.context() as mp:
+            mp.setattr(s4d, {"fft": "_block_bhl", "chunked": "_block_hbl"}[algorithm], spy)
+            return m(x).float(), list(seen)
+
+    plain, plain_dtypes = run(False, False)
+    kept, kept_dtypes = run(True, False)
+    assert torch.equal(plain, kept) and plain_dtypes == kept_dtypes == [torch.float32] * 3
+    fp32_stream, fp32_dtypes = run(False, True)
+    bf16_stream, bf16_dtypes = run(True, True)
+    assert fp32_dtypes == [torch.bfloat16] + [torch.float32] * 2  # the encoder's bf16, then LayerNorm's fp32
+    assert bf16_dtypes == [torch.bfloat16] * 3
+    for logits in (fp32_stream, bf16_stream):
+        assert float((logits - plain).norm() / plain.norm()) < 2e-2  # bench's logits tolerance
+    # one block: its output is LayerNorm's fp32 result rounded to bf16, nothing else
+    u = torch.randn(16, 4, 784).bfloat16() if algorithm == "chunked" else torch.randn(4, 16, 784).bfloat16()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        full = block(m.layers[0], m.norms[0], m.dropouts[0], u)
+        stored = block(m.layers[0], m.norms[0], m.dropouts[0], u, True)
+    assert full.dtype == torch.float32 and stored.dtype == torch.bfloat16
+    assert torch.equal(stored, full.bfloat16())
+
+
+def test_bf16_residual_applies_with_bf16_autocast_only(monkeypatch):
+    from ssmvit.fastpath import apply_to_model
+
+    m = S4DClassifier(1, 2, d_model=8, n_layers=1, d_state=4)
+    assert apply_to_model(m, FastPath(bf16_autocast=True, bf16_residual=True)).keep_residual_dtype is True
+    assert apply_to_model(m, FastPath(bf16_autocast=True)).keep_residual_dtype is False
+    assert default_fast_path()["bf16_residual"] is True
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # resolve as on a GPU without one
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert resolve_fast_path(None, "cuda").bf16_residual is True
+    assert resolve_fast_path({"bf16_autocast": False}, "cuda").bf16_residual is False
+    assert resolve_fast_path({"bf16_residual": False}, "cuda").bf16_residual is False
+
+
 def test_vit_attention_calls_sdpa_without_mask_and_with_unit_stride_heads(monkeypatch):
     import ssmvit.models.vit as vit_mod
 
@@ -174,7 +231,8 @@ def test_training_summary_records_inactive_fast_path_on_cpu(tiny_cfg, in_tmp):
     train_one_run(cfg, "organamnist", 28, "s4d", 0, progress=False)
     summary = json.loads((RUN("organamnist", 28, "s4d", 0) / "train_summary.json").read_text())
     assert summary["fast_path"] == {"bf16_autocast": False, "fused_optimizer": False, "s4d_chunked_conv": False,
-                                    "compile": False, "compile_scope": None, "cuda_graphs": False}
+                                    "compile": False, "compile_scope": None, "cuda_graphs": False,
+                                    "bf16_residual": False}
     assert summary["fast_path_requested"] == default_fast_path()
     assert summary["fast_path_note"] is None
 
@@ -186,11 +244,13 @@ def test_training_arithmetic_names_the_active_fast_path_parts():
     assert training_arithmetic(FastPath().as_dict()) == "fp32 eager"
     assert training_arithmetic(None) == "fp32 eager"
     gpu = FastPath(bf16_autocast=True, fused_optimizer=True, s4d_chunked_conv=True, compile=True,
-                   compile_scope="blocks").as_dict()
+                   compile_scope="blocks", bf16_residual=True).as_dict()
     assert training_arithmetic(gpu) == ("bf16 autocast + fused AdamW + torch.compile (blocks) + "
-                                        "chunked S4D convolution")
+                                        "chunked S4D convolution + bf16 S4D residual stream")
     assert training_arithmetic(gpu, "s4d") == training_arithmetic(gpu)
     assert training_arithmetic(gpu, "vit") == "bf16 autocast + fused AdamW + torch.compile (blocks)"  # S4D's only
+    assert training_arithmetic(gpu | {"bf16_residual": False}) == ("bf16 autocast + fused AdamW + torch.compile "
+                                                                   "(blocks) + chunked S4D convolution")
 
 
 @pytest.mark.parametrize("name", ["s4d", "vit"])

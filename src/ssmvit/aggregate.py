@@ -39,17 +39,19 @@ MEDMNIST_V2_RESNET18_28 = {
 # How a training step ran (train_summary.json "fast_path": the parts that were active), in words for the paper.
 FAST_PATH_WORDS = {"bf16_autocast": "bf16 autocast", "fused_optimizer": "fused AdamW",
                    "compile": "torch.compile", "s4d_chunked_conv": "chunked S4D convolution",
-                   "cuda_graphs": "CUDA graphs"}
+                   "bf16_residual": "bf16 S4D residual stream", "cuda_graphs": "CUDA graphs"}
+S4D_ONLY_PARTS = ("s4d_chunked_conv", "bf16_residual")  # recorded for every run, but only S4D has them
 
 
 def training_arithmetic(fast_path: dict | None, model: str | None = None) -> str:
     """'fp32 eager' for a plain step, else the active fast-path parts, e.g. 'bf16 autocast + fused AdamW + ...'.
-    With ``model`` given, a part that only one model has (the chunked S4D convolution) is named for that model only:
+    With ``model`` given, a part that only one model has (S4D's chunked convolution and bf16 residual stream) is named
+    for that model only:
     the setting is recorded for every run, but only S4D has a convolution to chunk."""
     active = [FAST_PATH_WORDS[k] + (f" ({fast_path['compile_scope']})" if k == "compile" and fast_path.get("compile_scope")
                                     else "")
               for k in FAST_PATH_WORDS if (fast_path or {}).get(k) is True
-              and not (k == "s4d_chunked_conv" and model is not None and model != "s4d")]
+              and not (k in S4D_ONLY_PARTS and model is not None and model != "s4d")]
     return " + ".join(active) if active else "fp32 eager"
 
 

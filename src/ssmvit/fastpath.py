@@ -40,6 +40,12 @@ without this module). Parts:
     tensors so that inductor fuses everything around it. Eager, its many
     small operations make it slower than the FFT, hence tied to ``compile``.
     Sets ``S4DClassifier.conv_algorithm`` to ``"chunked"``.
+``bf16_residual`` (default on; applies only together with ``bf16_autocast``)
+    S4D's residual stream (each block's output, after a LayerNorm that
+    still computes in fp32) is stored in bf16 instead of fp32, and so is
+    what backward keeps of it: the 64x64 S4D step is bound by memory
+    traffic, not arithmetic. Sets ``S4DClassifier.keep_residual_dtype``;
+    ViT and ResNet-18 have no such switch and are unchanged.
 ``cuda_graphs`` (default on)
     The whole training step -- forward, loss, backward and the AdamW
     update -- captured once in a CUDA graph (``torch.cuda.graph``) with
@@ -90,6 +96,7 @@ class FastPath:
     compile: bool = False
     compile_scope: str | None = None  # "blocks" or "model" while compile is active, else None
     cuda_graphs: bool = False
+    bf16_residual: bool = False
 
     @property
     def any(self) -> bool:
@@ -128,13 +135,17 @@ def resolve_fast_path(requested: dict | FastPath | None, device) -> FastPath:
         compile=bool(want["compile"]),
         compile_scope=want["compile_scope"] if want["compile"] else None,
         cuda_graphs=bool(want["cuda_graphs"]),
+        bf16_residual=bool(want["bf16_residual"]) and bool(want["bf16_autocast"]) and torch.cuda.is_bf16_supported(),
     )
 
 
 def apply_to_model(model: nn.Module, fast_path: FastPath) -> nn.Module:
-    """Set the model-side choices of ``fast_path`` on ``model`` (in place; returns it): S4D's convolution algorithm."""
+    """Set the model-side choices of ``fast_path`` on ``model`` (in place; returns it): S4D's convolution algorithm
+    and the dtype of its residual stream."""
     if hasattr(model, "conv_algorithm"):
         model.conv_algorithm = "chunked" if fast_path.s4d_chunked_conv else "fft"
+    if hasattr(model, "keep_residual_dtype"):
+        model.keep_residual_dtype = fast_path.bf16_residual
     return model
 
 

@@ -287,6 +287,13 @@ class S4DClassifier(nn.Module):
     reference) or ``"chunked"`` ((H, B, L) layout throughout, chunked
     matmuls; ``chunked_causal_conv``), which the GPU fast path selects
     (``train.fast_path.s4d_chunked_conv``). Parameters and checkpoints are the same.
+
+    ``keep_residual_dtype`` (set by ``train.fast_path.bf16_residual``): each
+    block's output, which LayerNorm computes in fp32, is stored in the dtype
+    of the block's input. Under bf16 autocast the encoder's matmul gives
+    bf16, so the residual stream, and what backward keeps of it, is bf16:
+    half the bytes of the memory-bound 64x64 step. Without autocast the
+    stream is fp32 either way, so the flag changes nothing there.
     """
 
     CONV_ALGORITHMS = ("fft", "chunked")
@@ -300,6 +307,7 @@ class S4DClassifier(nn.Module):
         self.dropouts = nn.ModuleList(nn.Dropout1d(dropout) if dropout > 0 else nn.Identity() for _ in range(n_layers))
         self.decoder = nn.Linear(d_model, n_classes)
         self.conv_algorithm = "fft"
+        self.keep_residual_dtype = False
         self._compiled_blocks = None  # set by compile_blocks
         self.use_compiled_blocks = False  # fastpath.compiled_blocks switches it per call
 
@@ -332,21 +340,29 @@ class S4DClassifier(nn.Module):
         else:
             x = self.encoder(x).transpose(-1, -2)  # (B, H, L)
         for layer, norm, dropout in zip(self.layers, self.norms, self.dropouts):
-            x = block(layer, norm, dropout, x)
+            x = block(layer, norm, dropout, x, self.keep_residual_dtype)
         pooled = x.mean(dim=-1)  # (H, B) or (B, H)
         return self.decoder(pooled.t() if hbl else pooled)
 
 
-def _block_bhl(layer: S4DLayer, norm: nn.LayerNorm, dropout: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """One residual block on x in (B, H, L): S4D layer (FFT convolution), dropout, residual, post-LayerNorm."""
+def _block_bhl(layer: S4DLayer, norm: nn.LayerNorm, dropout: nn.Module, x: torch.Tensor,
+               keep_dtype: bool = False) -> torch.Tensor:
+    """One residual block on x in (B, H, L): S4D layer (FFT convolution), dropout, residual, post-LayerNorm.
+
+    The residual sum is taken in at least fp32 and LayerNorm computes in fp32; with ``keep_dtype`` its output is
+    stored in x's dtype (``S4DClassifier.keep_residual_dtype``), else in fp32.
+    """
     z = dropout(layer(x))
-    return norm((z + x).transpose(-1, -2)).transpose(-1, -2)
+    out = norm((_at_least_fp32(z) + _at_least_fp32(x)).transpose(-1, -2)).transpose(-1, -2)
+    return out.to(x.dtype) if keep_dtype else out
 
 
-def _block_hbl(layer: S4DLayer, norm: nn.LayerNorm, dropout: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _block_hbl(layer: S4DLayer, norm: nn.LayerNorm, dropout: nn.Module, x: torch.Tensor,
+               keep_dtype: bool = False) -> torch.Tensor:
     """``_block_bhl`` on x in (H, B, L) layout (chunked convolution); the same function."""
     z = _channel_dropout(layer.forward_hbl(x), dropout)
-    return _layer_norm_dim0(z + x, norm)
+    out = _layer_norm_dim0(_at_least_fp32(z) + _at_least_fp32(x), norm)
+    return out.to(x.dtype) if keep_dtype else out
 
 
 def _channel_dropout(x: torch.Tensor, dropout: nn.Module) -> torch.Tensor:
