@@ -112,7 +112,7 @@ def test_jobs_per_card_follow_free_memory_and_the_override(monkeypatch):
 def test_gpu_jobs_share_slots_and_profiles_run_alone(tmp_path):
     """The synthetic study with two GPU slots (as a card with room for two jobs would have): trainings and
     evaluations overlap, no profile overlaps any other GPU job, and the profiles, which need no data, wait
-    for the trainings instead of taking the idle card at the start."""
+    for the trainings and their evaluations instead of taking the idle card at the start."""
     import json
 
     import yaml
@@ -144,4 +144,4 @@ def test_gpu_jobs_share_slots_and_profiles_run_alone(tmp_path):
     assert any(overlap(a, b) for i, a in enumerate(jobs) for b in jobs[i + 1:])  # the slots were shared
     for p in profiles:
         assert not any(overlap(p, j) for j in jobs + [q for q in profiles if q is not p]), p["model"]
-        assert all(t["ended_at"] <= p["started_at"] for t in trainings), p["model"]
+        assert all(j["ended_at"] <= p["started_at"] for j in jobs), p["model"]  # evaluations too

@@ -47,6 +47,9 @@ rule evaluate:
         log_file("evaluate/{dataset}_{res}_{model}_s{seed}"),
     benchmark:
         out(paths.BENCHMARK.format(name="evaluate/{dataset}_{res}_{model}_s{seed}"))
+    # before a profile, which takes the whole machine: the last training's evaluation ran after all
+    # the profiles, 211 s after its training ended (bench/README.md, the 1-seed H100 study)
+    priority: 1
     conda:
         "../envs/ssmvit.yaml"
     resources:
