@@ -45,9 +45,8 @@ S4D_ONLY_PARTS = ("s4d_chunked_conv", "bf16_residual")  # recorded for every run
 
 def training_arithmetic(fast_path: dict | None, model: str | None = None) -> str:
     """'fp32 eager' for a plain step, else the active fast-path parts, e.g. 'bf16 autocast + fused AdamW + ...'.
-    With ``model`` given, a part that only one model has (S4D's chunked convolution and bf16 residual stream) is named
-    for that model only:
-    the setting is recorded for every run, but only S4D has a convolution to chunk."""
+    With ``model`` given, a part that only S4D has (its chunked convolution and bf16 residual stream) is named for S4D
+    only: the setting is recorded for every run, but no other model has a convolution to chunk or that stream."""
     active = [FAST_PATH_WORDS[k] + (f" ({fast_path['compile_scope']})" if k == "compile" and fast_path.get("compile_scope")
                                     else "")
               for k in FAST_PATH_WORDS if (fast_path or {}).get(k) is True

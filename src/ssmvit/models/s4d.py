@@ -292,7 +292,8 @@ class S4DClassifier(nn.Module):
     block's output, which LayerNorm computes in fp32, is stored in the dtype
     of the block's input. Under bf16 autocast the encoder's matmul gives
     bf16, so the residual stream, and what backward keeps of it, is bf16:
-    half the bytes of the memory-bound 64x64 step. Without autocast the
+    half the bytes per stored residual tensor, in a 64x64 step that is bound
+    by memory traffic. Without autocast the
     stream is fp32 either way, so the flag changes nothing there.
     """
 
