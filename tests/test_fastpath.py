@@ -131,17 +131,26 @@ def test_s4d_bf16_residual_stores_the_block_outputs_in_the_encoders_dtype(algori
     assert torch.equal(plain, kept) and plain_dtypes == kept_dtypes == [torch.float32] * 3
     fp32_stream, fp32_dtypes = run(False, True)
     bf16_stream, bf16_dtypes = run(True, True)
-    assert fp32_dtypes == [torch.bfloat16] + [torch.float32] * 2  # the encoder's bf16, then LayerNorm's fp32
+    if algorithm == "chunked":  # the encoder's bf16, then LayerNorm's fp32 (nn.LayerNorm: fp32 under CUDA autocast only)
+        assert fp32_dtypes == [torch.bfloat16] + [torch.float32] * 2
     assert bf16_dtypes == [torch.bfloat16] * 3
     for logits in (fp32_stream, bf16_stream):
         assert float((logits - plain).norm() / plain.norm()) < 2e-2  # bench's logits tolerance
-    # one block: its output is LayerNorm's fp32 result rounded to bf16, nothing else
+    # one block, off: exactly the block as it was before the flag existed (the reference runs' arithmetic: a bf16
+    # sum); on: LayerNorm of the sum taken in fp32, rounded to bf16 where it is stored, nothing else
     u = torch.randn(16, 4, 784).bfloat16() if algorithm == "chunked" else torch.randn(4, 16, 784).bfloat16()
+    layer, norm, dropout = m.layers[0], m.norms[0], m.dropouts[0]
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        full = block(m.layers[0], m.norms[0], m.dropouts[0], u)
-        stored = block(m.layers[0], m.norms[0], m.dropouts[0], u, True)
-    assert full.dtype == torch.float32 and stored.dtype == torch.bfloat16
-    assert torch.equal(stored, full.bfloat16())
+        off, on = block(layer, norm, dropout, u), block(layer, norm, dropout, u, True)
+        if algorithm == "chunked":
+            z = layer.forward_hbl(u)
+            before, fp32_sum = s4d._layer_norm_dim0(z + u, norm), s4d._layer_norm_dim0(z.float() + u.float(), norm)
+        else:
+            z = layer(u)
+            before = norm((z + u).transpose(-1, -2)).transpose(-1, -2)
+            fp32_sum = norm((z.float() + u.float()).transpose(-1, -2)).transpose(-1, -2)
+    assert (z + u).dtype == torch.bfloat16 and torch.equal(off, before)
+    assert on.dtype == torch.bfloat16 and torch.equal(on, fp32_sum.bfloat16())
 
 
 def test_bf16_residual_applies_with_bf16_autocast_only(monkeypatch):

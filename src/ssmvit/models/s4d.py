@@ -350,11 +350,12 @@ def _block_bhl(layer: S4DLayer, norm: nn.LayerNorm, dropout: nn.Module, x: torch
                keep_dtype: bool = False) -> torch.Tensor:
     """One residual block on x in (B, H, L): S4D layer (FFT convolution), dropout, residual, post-LayerNorm.
 
-    The residual sum is taken in at least fp32 and LayerNorm computes in fp32; with ``keep_dtype`` its output is
-    stored in x's dtype (``S4DClassifier.keep_residual_dtype``), else in fp32.
+    LayerNorm computes in fp32. With ``keep_dtype`` (``S4DClassifier.keep_residual_dtype``) the residual sum is
+    taken in fp32 and LayerNorm's output is stored in x's dtype; without it, both are as they always were (the sum
+    in the wider of z's and x's dtypes, the output in fp32).
     """
     z = dropout(layer(x))
-    out = norm((_at_least_fp32(z) + _at_least_fp32(x)).transpose(-1, -2)).transpose(-1, -2)
+    out = norm(_residual_sum(z, x, keep_dtype).transpose(-1, -2)).transpose(-1, -2)
     return out.to(x.dtype) if keep_dtype else out
 
 
@@ -362,8 +363,13 @@ def _block_hbl(layer: S4DLayer, norm: nn.LayerNorm, dropout: nn.Module, x: torch
                keep_dtype: bool = False) -> torch.Tensor:
     """``_block_bhl`` on x in (H, B, L) layout (chunked convolution); the same function."""
     z = _channel_dropout(layer.forward_hbl(x), dropout)
-    out = _layer_norm_dim0(_at_least_fp32(z) + _at_least_fp32(x), norm)
+    out = _layer_norm_dim0(_residual_sum(z, x, keep_dtype), norm)
     return out.to(x.dtype) if keep_dtype else out
+
+
+def _residual_sum(z: torch.Tensor, x: torch.Tensor, in_fp32: bool) -> torch.Tensor:
+    """z + x; ``in_fp32``: in at least fp32, so that an eager block adds two bf16 tensors as inductor's fused one does."""
+    return _at_least_fp32(z) + _at_least_fp32(x) if in_fp32 else z + x
 
 
 def _channel_dropout(x: torch.Tensor, dropout: nn.Module) -> torch.Tensor:
