@@ -376,6 +376,35 @@ def test_a_compiler_failure_falls_back_to_the_eager_step_from_the_same_state(cap
         assert torch.equal(state[k], plain_state[k]), k
 
 
+@pytest.mark.parametrize("name", ["s4d", "vit"])
+def test_compiled_blocks_give_each_batch_size_its_own_static_graph(name):
+    """compile_model compiles with static shapes: a second and a third batch size each get their own graph. Dynamo's
+    default would recompile the second one with a symbolic batch dimension and reuse that graph for the third; the
+    benchmark (a logits check before the training step) and the profiles (inference at four batch sizes) timed
+    such graphs, whose kernels divide by runtime sizes to index, while training compiles one batch size only."""
+    from ssmvit.fastpath import apply_to_model, compile_model, compiled_blocks
+
+    graphs = []  # per compiled graph: whether a size among its inputs is symbolic
+
+    def recording_backend(gm, example_inputs):
+        graphs.append(any(isinstance(i, torch.SymInt) or
+                          (isinstance(i, torch.Tensor) and any(isinstance(d, torch.SymInt) for d in i.shape))
+                          for i in example_inputs))
+        return gm.forward
+
+    model = build_model(name, 1, 11, 28, **TINY[name])
+    compile_blocks = model.compile_blocks
+    model.compile_blocks = lambda **kw: compile_blocks(backend=recording_backend, **kw)
+    torch._dynamo.reset()
+    fp = FastPath(compile=True, compile_scope="blocks", s4d_chunked_conv=True)
+    model = compile_model(apply_to_model(model, fp), fp).eval()
+    with torch.no_grad(), compiled_blocks(model, True):
+        for batch in (2, 3, 4):
+            model(_input(name, batch, 1, 28))
+    assert graphs == [False, False, False]
+    torch._dynamo.reset()
+
+
 @pytest.mark.skipif(not hasattr(torch._dynamo.config, "fail_on_recompile_limit_hit"),
                     reason="torch < 2.7 names dynamo's limit and its failure otherwise")
 def test_fresh_compiles_gives_each_shape_the_whole_recompile_budget_and_fails_past_it():

@@ -264,27 +264,34 @@ def test_a_profile_of_an_older_format_is_refused_with_the_fix(tmp_path):
     assert len(efficiency_table([REPO / "results/profile/28_s4d/organamnist.json"])) == 1  # the committed ones read
 
 
-def test_as_trained_numbers_timed_after_another_shape_before_fresh_compiles_get_a_caveat():
+def test_as_trained_numbers_of_profiles_before_fresh_compiles_and_static_shapes_get_their_caveats():
     """A profile job timed its input shapes one after another in one process; before fastpath.fresh_compiles the
     later shapes' compiles could pass dynamo's recompile limit and run eager. Such profiles (no
-    train.trained_compiles) are marked when they compiled and were not their job's first shape."""
-    from ssmvit.profiling import FRESH_COMPILES, TRAINED_CAVEAT, trained_caveats
+    train.trained_compiles) are marked when they compiled and were not their job's first shape. Before static shapes
+    (train.trained_compiles not STATIC_COMPILES) every compiled profile timed its inference above batch 1 on a graph
+    for any batch size, and says so."""
+    from ssmvit.profiling import DYNAMIC_CAVEAT, FRESH_COMPILES, STATIC_COMPILES, TRAINED_CAVEAT, trained_caveats
+    from ssmvit.tables import CAVEAT_SEPARATOR
 
-    def prof(res, model, started_at, compiled=True, fresh=False, device="NVIDIA H200"):
+    def prof(res, model, started_at, compiled=True, compiles=None, device="NVIDIA H200"):
         train = {"trained_fast_path": {"compile": compiled}}
-        if fresh:
-            train["trained_compiles"] = FRESH_COMPILES
+        if compiles:
+            train["trained_compiles"] = compiles
         return {"resolution": res, "model": model, "started_at": started_at, "train": train,
                 "environment": {"device_name": device}}
 
+    both = TRAINED_CAVEAT + CAVEAT_SEPARATOR + DYNAMIC_CAVEAT
     # the gray shape first, then the RGB shape and a dataset sharing its timings; another job at 64
     old = [prof(28, "s4d", 10.0), prof(28, "s4d", 50.0), prof(28, "s4d", 50.0), prof(64, "s4d", 90.0),
            prof(64, "s4d", 130.0)]
-    assert trained_caveats(old) == [None, TRAINED_CAVEAT, TRAINED_CAVEAT, None, TRAINED_CAVEAT]
-    assert trained_caveats([prof(28, "s4d", 10.0, fresh=True), prof(28, "s4d", 50.0, fresh=True)]) == [None, None]
+    assert trained_caveats(old) == [DYNAMIC_CAVEAT, both, both, DYNAMIC_CAVEAT, both]
+    fresh = [prof(28, "s4d", 10.0, compiles=FRESH_COMPILES), prof(28, "s4d", 50.0, compiles=FRESH_COMPILES)]
+    assert trained_caveats(fresh) == [DYNAMIC_CAVEAT, DYNAMIC_CAVEAT]
+    static = [prof(28, "s4d", 10.0, compiles=STATIC_COMPILES), prof(28, "s4d", 50.0, compiles=STATIC_COMPILES)]
+    assert trained_caveats(static) == [None, None]
     assert trained_caveats([prof(28, "s4d", 10.0, False), prof(28, "s4d", 50.0, False)]) == [None, None]
-    # a shape re-profiled later with fresh compiles does not clear the mark of the stale one it followed
-    assert trained_caveats([prof(28, "s4d", 90.0, fresh=True), prof(28, "s4d", 10.0), prof(28, "s4d", 50.0)]) == \
-        [None, None, TRAINED_CAVEAT]
+    # a shape re-profiled later with static compiles does not clear the mark of the stale one it followed
+    assert trained_caveats([prof(28, "s4d", 90.0, compiles=STATIC_COMPILES), prof(28, "s4d", 10.0),
+                            prof(28, "s4d", 50.0)]) == [None, DYNAMIC_CAVEAT, both]
     # a job on another device is another job
-    assert trained_caveats([prof(28, "s4d", 10.0, device="cpu"), prof(28, "s4d", 50.0)]) == [None, None]
+    assert trained_caveats([prof(28, "s4d", 10.0, device="cpu"), prof(28, "s4d", 50.0)]) == [DYNAMIC_CAVEAT] * 2

@@ -156,13 +156,19 @@ def compile_model(model: nn.Module, fast_path: FastPath) -> nn.Module:
     ``compile_blocks`` are compiled whole); the compiled blocks run while
     ``compiled_blocks(model, True)`` is in effect. Scope "model":
     ``torch.compile(model)``.
+
+    Shapes are static (``dynamic=False``): each batch size gets its own graph. By default dynamo recompiles the
+    second batch size it sees with a symbolic batch dimension, and the kernels of that graph compute their indices
+    with divisions by runtime sizes; a profile (inference at four batch sizes after the training step) and the
+    benchmark (a logits check before the step) timed such kernels, which a training job, compiling one batch size,
+    never runs.
     """
     if not fast_path.compile:
         return model
     if fast_path.compile_scope == "blocks" and hasattr(model, "compile_blocks"):
-        model.compile_blocks()
+        model.compile_blocks(dynamic=False)
         return model
-    return torch.compile(model)
+    return torch.compile(model, dynamic=False)
 
 
 @contextlib.contextmanager

@@ -90,7 +90,7 @@ from .fastpath import (
 )
 from .macs import count_macs_analytic, count_macs_flopcounter, count_macs_thop, count_mult_adds_torchinfo, example_input
 from .models import INPUT_LAYOUT, build_model, count_params
-from .tables import OOM_SEPARATOR
+from .tables import CAVEAT_SEPARATOR, OOM_SEPARATOR
 from .training import build_optimizer, resolve_device, use_study_compile_cache
 
 MIB = 2 ** 20
@@ -105,10 +105,17 @@ OOM = "OOM"
 # plain bf16 autocast, which no run used. A profile of an older format is refused by aggregate.
 PROFILE_FORMAT = 3
 FAILED = "failed"  # an as-trained phase that raised something other than out-of-memory
-FRESH_COMPILES = "fresh per input shape"  # train.trained_compiles: the as-trained phase ran in fastpath.fresh_compiles
+# train.trained_compiles: how the as-trained phase compiled. FRESH_COMPILES: in fastpath.fresh_compiles (profiles
+# before static shapes); STATIC_COMPILES: there, and one static graph per batch size (fastpath.compile_model).
+FRESH_COMPILES = "fresh per input shape"
+STATIC_COMPILES = "fresh per input shape, static batch sizes"
 TRAINED_CAVEAT = ("measured after another input shape in the same process, before each shape's compiles were made "
                   "fresh: past dynamo's recompile limit, part of this regime may have run eager, so it can understate "
                   "the fast path")
+DYNAMIC_CAVEAT = ("its inference above batch 1 ran one graph compiled for any batch size (dynamo recompiles the "
+                  "second size it sees that way), whose kernels index by divisions by runtime sizes and can be slower "
+                  "than the static kernels of a model compiled for its batch size, so it can understate the fast "
+                  "path's inference")
 REGIMES = {"fp32": "the seed's regime: plain eager model, fp32",
            "trained": "as trained: the runs' fast path (train.fast_path, resolved on this device)"}
 
@@ -543,7 +550,7 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
     fast_path = resolve_fast_path(tcfg.get("fast_path"), dev)
     if any(fast_path.as_dict().values()):
         # each input shape compiles as in its own training process (fresh_compiles says why)
-        train["trained_compiles"] = FRESH_COMPILES if fast_path.compile else None
+        train["trained_compiles"] = STATIC_COMPILES if fast_path.compile else None
         with fresh_compiles() if fast_path.compile else contextlib.nullcontext():
             inference_trained = _profile_as_trained(cfg, model_name, n_channels, n_classes, res, settings, initial,
                                                     fast_path, dev, train, batch_sizes, repeats, warmup, memory_cap_mb,
@@ -586,23 +593,32 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
 
 # -------------------------------------------------------------------------------------- rows
 def trained_caveats(profiles: list[dict]) -> list[str | None]:
-    """``TRAINED_CAVEAT`` for each profile whose as-trained numbers may be partly eager, else None.
+    """The caveats of each profile's as-trained numbers (joined by ``tables.CAVEAT_SEPARATOR``), else None.
 
-    That is a profile whose as-trained regime compiled, written before the compiles were made fresh per input shape
-    (no ``train.trained_compiles``), and timed after another such profile of its job (same resolution, model and
-    device; ``started_at`` orders them, and a dataset that shares another's timings shares its ``started_at``).
+    ``TRAINED_CAVEAT`` (may be partly eager): a profile whose as-trained regime compiled, written before the compiles
+    were made fresh per input shape (no ``train.trained_compiles``), and timed after another such profile of its job
+    (same resolution, model and device; ``started_at`` orders them, and a dataset that shares another's timings
+    shares its ``started_at``). ``DYNAMIC_CAVEAT`` (inference above batch 1 on a graph for any batch size): a profile
+    whose as-trained regime compiled, written before static batch sizes (``train.trained_compiles`` not
+    ``STATIC_COMPILES``).
     """
     def key(p):  # one job: a resolution and model on one device
         return p["resolution"], p["model"], (p.get("environment") or {}).get("device_name")
 
-    candidates = [bool((p["train"].get("trained_fast_path") or {}).get("compile")) and "trained_compiles" not in p["train"]
-                  and p.get("started_at") is not None for p in profiles]
+    compiled = [bool((p["train"].get("trained_fast_path") or {}).get("compile")) for p in profiles]
+    candidates = [c and "trained_compiles" not in p["train"] and p.get("started_at") is not None
+                  for p, c in zip(profiles, compiled)]
     first: dict[tuple, float] = {}
     for p, candidate in zip(profiles, candidates):
         if candidate:
             first[key(p)] = min(first.get(key(p), math.inf), p["started_at"])
-    return [TRAINED_CAVEAT if candidate and p["started_at"] > first[key(p)] else None
-            for p, candidate in zip(profiles, candidates)]
+    out = []
+    for p, c, candidate in zip(profiles, compiled, candidates):
+        texts = [TRAINED_CAVEAT] if candidate and p["started_at"] > first[key(p)] else []
+        if c and p["train"].get("trained_compiles") != STATIC_COMPILES:
+            texts.append(DYNAMIC_CAVEAT)
+        out.append(CAVEAT_SEPARATOR.join(texts) or None)
+    return out
 
 
 def profile_to_row(profile: dict, trained_caveat: str | None = None) -> dict:

@@ -46,6 +46,7 @@ from .models import MODELS, model_label, model_sort_key
 from .plots import read_manifest
 from .seed_claims import REGIMES as SEED_REGIMES
 from .tables import (
+    CAVEAT_SEPARATOR,
     MAC_COUNTS,
     batch_columns,
     data_facts,
@@ -539,7 +540,7 @@ def _caveat_text(e: pd.DataFrame | None) -> str | None:
     """The caveat of the efficiency rows that have one (profiling.trained_caveats), for a caption."""
     if e is None or "trained_caveat" not in e.columns:
         return None
-    texts = [str(v) for v in dict.fromkeys(e["trained_caveat"]) if not is_missing(v)]
+    texts = dict.fromkeys(t for v in e["trained_caveat"] if not is_missing(v) for t in str(v).split(CAVEAT_SEPARATOR))
     return tex_escape("; ".join(texts)) if texts else None
 
 

@@ -50,6 +50,7 @@ EFFICIENCY = ["dataset", "resolution", "model", "n_channels", "n_classes", "para
               "infer_samples_per_s_bs1024", "latency_bs1_ms", "infer_peak_allocated_mb_bs64",
               "peak_rss_mb", "data_note", "oom"]
 OOM_SEPARATOR = ";"
+CAVEAT_SEPARATOR = " | "  # between the caveats of one row in efficiency.csv's trained_caveat (profiling.trained_caveats)
 # The three MAC counts of a profile, as columns and as the paper names the counters.
 MAC_COUNTS = [("macs_thop", "thop"), ("macs_flopcounter", "FlopCounter"), ("macs_analytic", "analytic")]
 
