@@ -90,7 +90,7 @@ from .fastpath import (
 )
 from .macs import count_macs_analytic, count_macs_flopcounter, count_macs_thop, count_mult_adds_torchinfo, example_input
 from .models import INPUT_LAYOUT, build_model, count_params
-from .tables import CAVEAT_SEPARATOR, OOM_SEPARATOR
+from .tables import CAVEAT_SEPARATOR, DYNAMIC_CAVEAT, OOM_SEPARATOR, TRAINED_CAVEAT
 from .training import build_optimizer, resolve_device, use_study_compile_cache
 
 MIB = 2 ** 20
@@ -109,13 +109,6 @@ FAILED = "failed"  # an as-trained phase that raised something other than out-of
 # before static shapes); STATIC_COMPILES: there, and one static graph per batch size (fastpath.compile_model).
 FRESH_COMPILES = "fresh per input shape"
 STATIC_COMPILES = "fresh per input shape, static batch sizes"
-TRAINED_CAVEAT = ("measured after another input shape in the same process, before each shape's compiles were made "
-                  "fresh: past dynamo's recompile limit, part of this regime may have run eager, so it can understate "
-                  "the fast path")
-DYNAMIC_CAVEAT = ("its inference above batch 1 ran one graph compiled for any batch size (dynamo recompiles the "
-                  "second size it sees that way), whose kernels index by divisions by runtime sizes and can be slower "
-                  "than the static kernels of a model compiled for its batch size, so it can understate the fast "
-                  "path's inference")
 REGIMES = {"fp32": "the seed's regime: plain eager model, fp32",
            "trained": "as trained: the runs' fast path (train.fast_path, resolved on this device)"}
 

@@ -49,6 +49,7 @@ from .tables import (
     CAVEAT_SEPARATOR,
     MAC_COUNTS,
     batch_columns,
+    caveat_applies,
     data_facts,
     is_missing,
     oom_cells,
@@ -531,8 +532,9 @@ CAVEAT_MARK = "$^{c}$"
 
 
 def _caveat(row, col: str, cell: str) -> str:
-    """``cell`` with ``CAVEAT_MARK`` when ``col`` is an as-trained measurement of a row with a ``trained_caveat``."""
-    marked = col.endswith("_trained") and cell not in ("--", "n/a") and not is_missing(row.get("trained_caveat"))
+    """``cell`` with ``CAVEAT_MARK`` when ``col`` is an as-trained measurement that the row's ``trained_caveat``
+    concerns (tables.caveat_applies)."""
+    marked = cell not in ("--", "n/a") and caveat_applies(row.get("trained_caveat"), col)
     return cell + CAVEAT_MARK if marked else cell
 
 

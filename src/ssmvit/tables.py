@@ -50,7 +50,27 @@ EFFICIENCY = ["dataset", "resolution", "model", "n_channels", "n_classes", "para
               "infer_samples_per_s_bs1024", "latency_bs1_ms", "infer_peak_allocated_mb_bs64",
               "peak_rss_mb", "data_note", "oom"]
 OOM_SEPARATOR = ";"
-CAVEAT_SEPARATOR = " | "  # between the caveats of one row in efficiency.csv's trained_caveat (profiling.trained_caveats)
+# efficiency.csv's trained_caveat: what may make a row's as-trained numbers understate the fast path
+# (profiling.trained_caveats), joined by CAVEAT_SEPARATOR. TRAINED_CAVEAT concerns the whole regime, DYNAMIC_CAVEAT
+# its inference above batch 1 (caveat_applies).
+CAVEAT_SEPARATOR = " | "
+TRAINED_CAVEAT = ("measured after another input shape in the same process, before each shape's compiles were made "
+                  "fresh: past dynamo's recompile limit, part of this regime may have run eager, so it can understate "
+                  "the fast path")
+DYNAMIC_CAVEAT = ("its inference above batch 1 ran one graph compiled for any batch size (dynamo recompiles the "
+                  "second size it sees that way), whose kernels index by divisions by runtime sizes and can be slower "
+                  "than the static kernels of a model compiled for its batch size, so it can understate the fast "
+                  "path's inference")
+
+
+def caveat_applies(caveat, column: str) -> bool:
+    """Whether a row's ``trained_caveat`` concerns its as-trained ``column`` (e.g. infer_samples_per_s_bs1024_trained)."""
+    if is_missing(caveat) or not column.endswith("_trained"):
+        return False
+    if any(text != DYNAMIC_CAVEAT for text in str(caveat).split(CAVEAT_SEPARATOR)):
+        return True
+    batch = re.search(r"_bs(\d+)_", column)
+    return column.startswith("infer") and batch is not None and int(batch.group(1)) > 1
 # The three MAC counts of a profile, as columns and as the paper names the counters.
 MAC_COUNTS = [("macs_thop", "thop"), ("macs_flopcounter", "FlopCounter"), ("macs_analytic", "analytic")]
 
