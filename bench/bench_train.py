@@ -209,6 +209,10 @@ def bench_config(args, cfg, env, device, model_name: str, res: int, colour: str,
     # Each configuration compiles afresh, as in a training job (one run per process): without this, the
     # compiled blocks of earlier configurations count towards dynamo's recompile limit and later ones run eager.
     torch._dynamo.reset()
+    # Static shapes (fastpath.compile_model): a graph for the logits check, each training batch and the inference
+    # batch, each twice where a block sees two input dtypes (S4D without bf16_residual).
+    graphs = 2 * (2 + len(args.train_batches))
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, graphs)
     torch.manual_seed(args.seed)
     reference = build_model(model_name, n_ch, n_cls, res, **settings)
     state = copy.deepcopy(reference.state_dict())

@@ -295,3 +295,34 @@ def test_as_trained_numbers_of_profiles_before_fresh_compiles_and_static_shapes_
                             prof(28, "s4d", 50.0)]) == [None, DYNAMIC_CAVEAT, both]
     # a job on another device is another job
     assert trained_caveats([prof(28, "s4d", 10.0, device="cpu"), prof(28, "s4d", 50.0)]) == [DYNAMIC_CAVEAT] * 2
+
+
+def test_each_batch_size_compiles_its_static_graphs_within_the_profiles_recompile_budget(cfg, monkeypatch):
+    """With static shapes a profile's as-trained phase compiles a graph for the step and one per batch size, and S4D
+    without bf16_residual twice as many (its first block gets the encoder's bf16 under autocast, the others fp32):
+    2 + 4 x 2 = 10 graphs at four batch sizes, past dynamo's default limit of 8, where the last batch size failed.
+    The fast path is forced on here with CPU bf16 autocast and dynamo's eager backend (no inductor)."""
+    from ssmvit.fastpath import FastPath
+    from ssmvit.profiling import STATIC_COMPILES
+
+    fast = FastPath(bf16_autocast=True, compile=True, compile_scope="blocks", s4d_chunked_conv=True,
+                    bf16_residual=False)
+    from ssmvit import fastpath
+
+    for module in (profiling, fastpath):  # the profile's and its train step's
+        monkeypatch.setattr(module, "resolve_fast_path", lambda *a, **k: copy.deepcopy(fast))
+    monkeypatch.setattr(FastPath, "autocast", lambda self: torch.autocast("cpu", dtype=torch.bfloat16))
+    graphs = []
+
+    def counting_eager(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn=None, **kw: compile_(fn, **{**kw, "backend": counting_eager}))
+    batch_sizes = (1, 2, 3, 4)
+    p = profile_model(cfg, "organamnist", 28, "s4d", device="cpu", batch_sizes=batch_sizes, repeats=1, warmup=1)
+    assert p["train"]["trained_note"] is None and p["train"]["trained_compiles"] == STATIC_COMPILES
+    assert all("samples_per_s_median" in p["inference"]["trained_results"][str(b)] for b in batch_sizes)
+    assert len(graphs) == 2 * (1 + len(batch_sizes)) > 8
+    torch._dynamo.reset()

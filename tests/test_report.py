@@ -395,9 +395,10 @@ def test_efficiency_is_labelled_with_the_regime_it_was_measured_in(tmp_path):
         assert "no part of the fast path applies" in discussion
 
 
-def test_as_trained_cells_that_may_have_run_eager_are_marked_where_they_appear(tmp_path):
-    """Profiles made before each input shape's compiles were fresh (profiling.trained_caveats): their as-trained
-    cells carry a mark, and each table that shows or uses them says what it means."""
+def test_as_trained_cells_with_a_caveat_are_marked_where_they_appear(tmp_path):
+    """Profiles made before each input shape's compiles were fresh, or before static shapes
+    (profiling.trained_caveats): the as-trained cells a caveat concerns carry a mark, and each table that shows or
+    uses them says what it means."""
     from ssmvit.profiling import DYNAMIC_CAVEAT, TRAINED_CAVEAT
     from ssmvit.tables import CAVEAT_SEPARATOR
 
@@ -421,7 +422,7 @@ def test_as_trained_cells_that_may_have_run_eager_are_marked_where_they_appear(t
     assert caption.count(TRAINED_CAVEAT) == caption.count(DYNAMIC_CAVEAT) == 1
     assert "$^{c}$: as in Table~\\ref{tab:efficiency}" in _read(p, "inference_table.tex")
     claims = _read(p, "seed_claims.tex")  # the seed's DermaMNIST rows are 64x64 RGB
-    assert claims.count("DermaMNIST 64$\\times$64 S4D and DermaMNIST 64$\\times$64 ViT come from measurements "
+    assert claims.count("DermaMNIST 64$\\times$64 S4D and DermaMNIST 64$\\times$64 ViT include measurements "
                         "marked $^{c}$") == 2
     assert "These as-trained ratios include the DermaMNIST measurements marked $^{c}$" in _read(p, "discussion_text.tex")
     eff["trained_caveat"] = None

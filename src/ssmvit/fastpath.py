@@ -186,20 +186,25 @@ def compiled_blocks(model: nn.Module, enabled: bool = True):
 
 
 @contextlib.contextmanager
-def fresh_compiles():
+def fresh_compiles(graphs: int = 0):
     """Within the block, compiling starts from an empty in-process dynamo cache, as in a new training process
-    (inductor's on-disk cache still serves what was compiled before), and a compile past dynamo's recompile limit
-    raises instead of running that call eager.
+    (inductor's on-disk cache still serves what was compiled before), dynamo's recompile limit is at least
+    ``graphs``, and a compile past it raises instead of running that call eager.
 
     Why: every model of a process shares one compiled block function (``compile_blocks``), and dynamo allows 8
     graphs per function. A profile job compiles a train step and inference at 4 batch sizes per input shape, so its
-    second shape reached the limit, and dynamo ran the rest eager with only a warning in the log.
+    second shape reached the limit, and dynamo ran the rest eager with only a warning in the log. With static shapes
+    (``compile_model``) each batch size is a graph, and a block that sees two input dtypes (S4D's first block gets
+    the encoder's bf16 without ``bf16_residual``, the others fp32) doubles that: the caller says how many it needs.
     """
     torch._dynamo.reset()
     config = torch._dynamo.config
     # the flag's name since torch 2.7, and before (absent before 2.6); torch refuses it beside suppress_errors
     names = [n for n in ("fail_on_recompile_limit_hit", "fail_on_cache_limit_hit") if hasattr(config, n)][:1]
     strict = {} if getattr(config, "suppress_errors", False) else dict.fromkeys(names, True)
+    limit = next((n for n in ("recompile_limit", "cache_size_limit") if hasattr(config, n)), None)
+    if limit and graphs > getattr(config, limit):
+        strict[limit] = graphs
     with config.patch(**strict):
         yield
 

@@ -688,12 +688,17 @@ def _seed_value(quantity: str, value) -> str:
 
 
 def _seed_caveat(inp: Inputs, t: pd.DataFrame) -> list[str]:
-    """The configurations of the seed tables whose as-trained figures rest on a measurement with a trained_caveat."""
+    """The configurations of the seed tables whose as-trained figures include a measurement that a trained_caveat
+    concerns (tables.caveat_applies; the figures are seed_claims' training and largest-batch inference)."""
     e = inp.eff
     if e is None or "trained_caveat" not in e.columns:
         return []
+    ib = inp.infer_batch()
+    used = ["train_samples_per_s_trained", "train_peak_allocated_mb_trained"]
+    if ib:
+        used += [ib[1] + "_trained", f"infer_peak_allocated_mb_bs{ib[0]}_trained"]
     marked = {(str(r["dataset"]), int(r["resolution"]), str(r["model"])) for _, r in e.iterrows()
-              if not is_missing(r.get("trained_caveat"))}
+              if any(caveat_applies(r.get("trained_caveat"), c) for c in used)}
     confs = dict.fromkeys((str(r["dataset"]), int(r["resolution"]), str(r["model"])) for _, r in t.iterrows()
                           if not is_missing(r.get("dataset")) and not is_missing(r.get("resolution")))
     return [f"{tex_escape(dataset_label(d))} {res}$\\times${res} {tex_escape(model_label(m))}"
@@ -1336,12 +1341,14 @@ def _efficiency_facts(inp: Inputs, M: Macros) -> dict | None:
             if quantities:
                 resolutions.append({"res": res_tex(res), "quantities": quantities})
         if resolutions:
-            caveat = []  # datasets whose as-trained rows may be partly eager (profiling.trained_caveats)
+            caveat = []  # datasets whose as-trained ratios use a marked measurement (profiling.trained_caveats)
             if suffix and "trained_caveat" in inp.eff.columns:  # of a dataset with both models (a ratio)
                 pairs = inp.eff[inp.eff["model"].isin(["vit", "s4d"])]
                 both = {d for (d, _), g in pairs.groupby(["dataset", "resolution"]) if g["model"].nunique() == 2}
-                marked = pairs[~pairs["trained_caveat"].map(is_missing) & pairs["dataset"].isin(both)]
-                caveat = [tex_escape(dataset_label(d)) for d in dict.fromkeys(marked["dataset"])]
+                used = ["train_samples_per_s_trained", "train_peak_allocated_mb_trained"] + ([ib[1] + suffix] if ib else [])
+                marked = [r["dataset"] for _, r in pairs.iterrows() if r["dataset"] in both
+                          and any(caveat_applies(r.get("trained_caveat"), c) for c in used)]
+                caveat = [tex_escape(dataset_label(d)) for d in dict.fromkeys(marked)]
             out.append({"words": words, "resolutions": resolutions, "caveat": caveat})
     macs = []
     for m in inp.models():

@@ -58,13 +58,14 @@ TRAINED_CAVEAT = ("measured after another input shape in the same process, befor
                   "fresh: past dynamo's recompile limit, part of this regime may have run eager, so it can understate "
                   "the fast path")
 DYNAMIC_CAVEAT = ("its inference above batch 1 ran one graph compiled for any batch size (dynamo recompiles the "
-                  "second size it sees that way), whose kernels index by divisions by runtime sizes and can be slower "
-                  "than the static kernels of a model compiled for its batch size, so it can understate the fast "
-                  "path's inference")
+                  "second size it sees that way), not the static graph of a model compiled for its batch size: its "
+                  "kernels index by divisions by runtime sizes, so its speed can understate the fast path's and its "
+                  "memory differ from it")
 
 
 def caveat_applies(caveat, column: str) -> bool:
     """Whether a row's ``trained_caveat`` concerns its as-trained ``column`` (e.g. infer_samples_per_s_bs1024_trained)."""
+    column = re.sub(r"_(min|q25|q75|max)$", "", column)  # a spread column: that of its measurement
     if is_missing(caveat) or not column.endswith("_trained"):
         return False
     if any(text != DYNAMIC_CAVEAT for text in str(caveat).split(CAVEAT_SEPARATOR)):
