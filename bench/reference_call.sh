@@ -72,7 +72,7 @@ lock)
         done; done
     done; done
     for r in "${resolutions[@]}"; do for m in "${models[@]}"; do  # a part run with --omit-from profile has none
-        [ -d "results/profile/${r}_$m" ] && t+=("$dvcfile:profile@$r-$m")
+        [ -d "results/profile/${r}_$m" ] && t+=("$dvcfile:compile@$r-$m" "$dvcfile:profile@$r-$m")
     done; done
     python3 -m dvc commit -f "${t[@]}" 2>&1 | tail -n 2
     cp pipelines/reference/dvc.lock "$out/"

@@ -11,7 +11,7 @@ seconds and peak RSS of each job. `--omit-from paper` leaves the paper out
 
 Where the time goes, from the files the jobs write (`fixed_costs` and `timeline_s` in the JSON; per job
 in the CSV): a GPU job's seconds split into the work its own record times (a training's start to end,
-an evaluation's, a profile's) and the rest (process start, imports, loading the data, writing);
+an evaluation's, a compile job's, a profile's) and the rest (process start, imports, loading the data, writing);
 a training's first epoch beyond its later epochs' median (compiling, capturing the CUDA graph,
 cold caches); a profile's phases (`phase_seconds`); and when each GPU family started and ended,
 in seconds from the study's start.
@@ -31,7 +31,8 @@ import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-FAMILIES = ("download", "preprocess", "train", "evaluate", "profile", "aggregate", "plot", "paper")
+FAMILIES = ("download", "preprocess", "train", "evaluate", "compile", "profile", "aggregate", "plot", "paper")
+GPU_FAMILIES = ("train", "evaluate", "compile", "profile")
 
 
 def main(argv=None) -> int:
@@ -113,6 +114,12 @@ def job_record(outdir: Path, family: str, job: str, study_started_at: float) -> 
             rec.update(first_epoch_s=float(epochs.iloc[0]), later_epoch_s=later,
                        first_epoch_extra_s=None if later is None else float(epochs.iloc[0]) - later,
                        graph_replays=d.get("graph_replays"), train_samples=d.get("train_samples"))
+    elif family == "compile":
+        own = outdir / "results" / "compile" / f"{job}.json"
+        if own.exists():
+            d = json.loads(own.read_text())
+            rec.update(started_s=d["started_at"] - study_started_at, ended_s=d["ended_at"] - study_started_at,
+                       work_s=d["ended_at"] - d["started_at"], shapes_compiled=len(d["shapes"]))
     elif family == "profile":
         timed = [json.loads(f.read_text()) for f in sorted((outdir / "results" / "profile" / job).glob("*.json"))]
         timed = [p for p in timed if p.get("seconds")]  # one per input shape; the other files share its timings
@@ -130,7 +137,7 @@ def fixed_costs(per_job: list[dict]) -> dict:
     """Per GPU family: seconds of its jobs, of the work their own records time, and the rest; for trainings the
     first epochs' extra seconds, for profiles the seconds of each phase (sums over jobs)."""
     out = {}
-    for family in ("train", "evaluate", "profile"):
+    for family in GPU_FAMILIES:
         jobs = [j for j in per_job if j["family"] == family and j.get("work_s") is not None]
         if not jobs:
             continue
@@ -148,7 +155,8 @@ def fixed_costs(per_job: list[dict]) -> dict:
         out[family] = entry
     out["note"] = ("job_s: Snakemake's benchmark seconds; work_s: the job's own start-to-end record (a training's "
                    "epochs with validation and checkpoints, an evaluation's test pass, a profile's measurements); "
-                   "outside_work_s: process start, imports, reading the data, writing; first_epoch_extra_s: each "
+                   "outside_work_s: process start, imports, reading the data, writing; a compile job's work is compiling the "
+                   "profile's graphs into the study's inductor cache; first_epoch_extra_s: each "
                    "training's first epoch minus the median of its later ones (compile, graph capture, cold caches)")
     return out
 
@@ -156,7 +164,7 @@ def fixed_costs(per_job: list[dict]) -> dict:
 def timeline(per_job: list[dict]) -> dict:
     """First start and last end of each GPU family, seconds from the study's start."""
     out = {}
-    for family in ("train", "evaluate", "profile"):
+    for family in GPU_FAMILIES:
         jobs = [j for j in per_job if j["family"] == family and j.get("started_s") is not None]
         if jobs:
             out[family] = [round(min(j["started_s"] for j in jobs), 1), round(max(j["ended_s"] for j in jobs), 1)]

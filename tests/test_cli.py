@@ -39,6 +39,8 @@ RUN = ["--model", "s4d", "--dataset", "organamnist", "--res", "28"]
     (["train", *RUN, "--settings", "{}", "--set", "train.epochs=1"], "--settings replaces --config and --set"),
     (["train", *RUN, "--settings", "{not json"], "--settings is not valid JSON"),
     (["evaluate", *RUN], "run the training stage first"),
+    (["compile", "--model", "s4d", "--res", "28", "--dataset", "organmnist"], "did you mean 'organamnist'?"),
+    (["compile", "--model", "s4d", "--res", "28", "--device", "tpu"], "--device 'tpu' is not one of auto, cpu, cuda"),
     (["preprocess", "--dataset", "organamnist", "--res", "64", "--raw", "missing.npz"], "does not exist; run the download stage first"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(cfg_file, tmp_path, args, needle):

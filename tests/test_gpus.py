@@ -111,7 +111,7 @@ def test_jobs_per_card_follow_free_memory_and_the_override(monkeypatch):
 
 def test_gpu_jobs_share_slots_and_profiles_run_alone(tmp_path):
     """The synthetic study with two GPU slots (as a card with room for two jobs would have): trainings and
-    evaluations overlap, no profile overlaps any other GPU job, and the profiles, which need no data, wait
+    evaluations overlap, no profile overlaps any other GPU job (its compile job included), and the profiles, which need no data, wait
     for the trainings and their evaluations instead of taking the idle card at the start."""
     import json
 
@@ -136,12 +136,14 @@ def test_gpu_jobs_share_slots_and_profiles_run_alone(tmp_path):
     trainings = [json.loads(p.read_text()) for p in sorted(out.glob("runs/*/train_summary.json"))]
     jobs = trainings + [json.loads(p.read_text()) for p in sorted(out.glob("runs/*/metrics.json"))]
     profiles = [json.loads(p.read_text()) for p in sorted(out.glob("profile/*/*.json"))]
-    assert len(jobs) == 4 and len(profiles) == 4
+    compiles = [json.loads(p.read_text()) for p in sorted(out.glob("compile/*.json"))]
+    assert len(jobs) == 4 and len(profiles) == 4 and len(compiles) == 2
 
     def overlap(a, b):
         return a["started_at"] < b["ended_at"] and b["started_at"] < a["ended_at"]
 
     assert any(overlap(a, b) for i, a in enumerate(jobs) for b in jobs[i + 1:])  # the slots were shared
     for p in profiles:
-        assert not any(overlap(p, j) for j in jobs + [q for q in profiles if q is not p]), p["model"]
+        assert not any(overlap(p, j) for j in jobs + compiles + [q for q in profiles if q is not p]), p["model"]
+        assert all(c["ended_at"] <= p["started_at"] for c in compiles if c["model"] == p["model"]), p["model"]
         assert all(j["ended_at"] <= p["started_at"] for j in jobs), p["model"]  # evaluations too

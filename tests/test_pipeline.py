@@ -87,6 +87,7 @@ def test_full_study_dry_run_lists_every_job():
     runs = 3 * 2 * 3 * 3  # datasets x resolutions x models (ViT, S4D, ResNet-18) x seeds of config.yaml
     assert counts["train"] == runs and counts["evaluate"] == runs
     assert counts["profile"] == 2 * 3  # resolutions x models: each job measures every input shape once
+    assert counts["compile"] == 2 * 3  # and compiles them ahead of it
     assert counts["download"] == 3 * 2 and counts["preprocess"] == 3 * 2
     for rule in ("aggregate", "plot", "paper", "all"):
         assert counts[rule] == 1
@@ -213,7 +214,7 @@ def test_study_benchmark_says_where_each_gpu_jobs_time_goes(built):
     assert jobs["train"] == jobs["evaluate"] == len(list(outdir.glob("results/runs/*/metrics.json")))
     by = {(j["family"], j["job"]): j for j in per_job}
     for (family, job), j in by.items():
-        if family in ("train", "evaluate", "profile"):
+        if family in ("train", "evaluate", "compile", "profile"):
             assert 0 < j["work_s"] <= j["seconds"], (family, job)  # the job's own record lies inside the job
             assert j["ended_s"] - j["started_s"] == pytest.approx(j["work_s"], abs=1e-6) or family == "profile"
         if family == "evaluate":  # an evaluation starts after its training ended
@@ -226,7 +227,8 @@ def test_study_benchmark_says_where_each_gpu_jobs_time_goes(built):
             assert j["shapes_timed"] == len({p["n_channels"] for p in profiles}) > 0  # each input shape timed once
             assert {"phase_macs_s", "phase_fp32_train_s", "phase_fp32_inference_s"} <= set(j)
     costs = study.fixed_costs(per_job)
-    for family in ("train", "evaluate", "profile"):
+    assert {j["shapes_compiled"] for j in per_job if j["family"] == "compile"} == {0}  # on CPU: nothing to compile
+    for family in ("train", "evaluate", "compile", "profile"):
         c = costs[family]
         assert c["job_s"] == pytest.approx(sum(j["seconds"] for j in per_job if j["family"] == family), abs=0.1)
         assert c["outside_work_s"] == pytest.approx(c["job_s"] - c["work_s"], abs=0.11) and c["outside_work_s"] > 0
@@ -310,14 +312,14 @@ def test_changing_one_value_reruns_exactly_the_jobs_that_depend_on_it(built):
         runs_s4d = 2 * 2 * 2  # datasets x resolutions x seeds
         assert counts.get("train") == runs_s4d and counts.get("evaluate") == runs_s4d
         assert "download" not in counts and "preprocess" not in counts
-        assert counts.get("profile") == 2  # s4d's profile jobs read models.s4d (one per resolution)
+        assert counts.get("profile") == counts.get("compile") == 2  # s4d's read models.s4d (one per resolution)
         assert counts.get("aggregate") == counts.get("plot") == counts.get("paper") == 1
     finally:
         cfg_path.write_text(original)
     # the same through --config: training length reaches training only, not data or profiles
     counts = jobs_planned(snakemake(f"-n --cores 1 --configfile {SYN} --config 'train={{epochs: 3}}'", built).stdout)
     assert counts.get("train") == counts.get("evaluate") == 2 * 2 * 2 * 2
-    assert not {"download", "preprocess", "profile"} & set(counts), counts
+    assert not {"download", "preprocess", "compile", "profile"} & set(counts), counts
     # one resolution's source file reaches that resolution's jobs only (28x28 made from the 64x64 file)
     counts = jobs_planned(snakemake(f"-n --cores 1 --configfile {SYN} --config 'data={{upsample_from: {{28: 64}}}}'",
                                     built).stdout)
@@ -402,7 +404,7 @@ def test_dvc_records_a_snakemake_run_and_both_tools_agree(tmp_path_factory):
     changed = [ln.split(":")[1] for ln in sh("dvc status pipelines/syn/dvc.yaml", root).stdout.splitlines()
                if ln.startswith("pipelines/syn/dvc.yaml:")]
     # DVC tracks whole sections where the file does not spell a key out: every stage reading `train` reruns
-    assert changed and all(s.startswith(("train@", "evaluate@", "profile@", "paper")) for s in changed), changed
+    assert changed and all(s.startswith(("train@", "evaluate@", "compile@", "profile@", "paper")) for s in changed), changed
     assert not any(s.startswith(("download@", "preprocess@")) for s in changed), changed
     # push, clone, pull: data and checkpoints come back without retraining
     remote = tmp_path_factory.mktemp("remote")

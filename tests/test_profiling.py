@@ -23,6 +23,7 @@ TINY = {
             "dropout": 0.1},
 }
 FAST = dict(device="cpu", batch_sizes=(1, 2), repeats=3, warmup=1)
+TORCH_COMPILE = torch.compile
 
 
 @pytest.fixture(scope="module")
@@ -326,3 +327,53 @@ def test_each_batch_size_compiles_its_static_graphs_within_the_profiles_recompil
     assert all("samples_per_s_median" in p["inference"]["trained_results"][str(b)] for b in batch_sizes)
     assert len(graphs) == 2 * (1 + len(batch_sizes)) > 8
     torch._dynamo.reset()
+
+
+def _force_fast_path(monkeypatch, graphs: list, **parts):
+    """The fast path on the CPU (bf16 autocast, compiled blocks) with dynamo's eager backend: each compiled graph's
+    code is appended to ``graphs``."""
+    from ssmvit import fastpath
+    from ssmvit.fastpath import FastPath
+
+    fast = FastPath(bf16_autocast=True, compile=True, compile_scope="blocks", s4d_chunked_conv=True, **parts)
+    for module in (profiling, fastpath):
+        monkeypatch.setattr(module, "resolve_fast_path", lambda *a, **k: copy.deepcopy(fast))
+    monkeypatch.setattr(FastPath, "autocast", lambda self: torch.autocast("cpu", dtype=torch.bfloat16))
+
+    def recording_eager(gm, example_inputs):
+        graphs.append(gm.code)
+        return gm.forward
+
+    monkeypatch.setattr(torch, "compile", lambda fn=None, **kw: TORCH_COMPILE(fn, **{**kw, "backend": recording_eager}))
+
+
+@pytest.mark.parametrize("name", ["vit", "s4d"])
+def test_the_compile_stage_compiles_exactly_the_graphs_its_profile_compiles(cfg, monkeypatch, name, tmp_path):
+    """What the compile job puts into the inductor cache is what the profile then asks for: the same graphs, gray
+    and RGB, in the same order (had it compiled others, the profile would compile its own on the exclusive card)."""
+    from ssmvit.profiling import STATIC_COMPILES, compile_as_trained, profile_datasets
+
+    graphs_compile, graphs_profile = [], []
+    study = {**cfg, "outdir": str(tmp_path)}
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)  # the study's, set by the job itself
+    _force_fast_path(monkeypatch, graphs_compile, bf16_residual=True)
+    record = compile_as_trained(study, ["organamnist", "bloodmnist", "octmnist"], 28, name, device="cpu",
+                                batch_sizes=(1, 3))
+    _force_fast_path(monkeypatch, graphs_profile, bf16_residual=True)
+    profile_datasets(study, ["organamnist", "bloodmnist", "octmnist"], 28, name, device="cpu", batch_sizes=(1, 3),
+                     repeats=1, warmup=1)
+    torch._dynamo.reset()
+    # gray (organamnist, octmnist) and RGB (bloodmnist): a step and two batch sizes each
+    assert [s["datasets"] for s in record["shapes"]] == [["organamnist", "octmnist"], ["bloodmnist"]]
+    assert all(s["compiles"] == STATIC_COMPILES and s["note"] is None for s in record["shapes"])
+    assert len(graphs_compile) >= 2 * 3
+    assert graphs_compile == graphs_profile
+    assert record["inductor_cache"] == str(tmp_path / ".torchinductor-cache")
+
+
+def test_the_compile_stage_has_nothing_to_compile_where_compile_does_not_apply(cfg, tmp_path):
+    from ssmvit.profiling import compile_as_trained
+
+    record = compile_as_trained({**cfg, "outdir": str(tmp_path)}, ["organamnist"], 28, "s4d", device="cpu")
+    assert record["shapes"] == [] and record["inductor_cache"] is None
+    assert record["note"] == "train.fast_path.compile does not apply on cpu: nothing to compile"

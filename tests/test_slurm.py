@@ -123,6 +123,7 @@ def test_jobs_asked_slurm_for_the_rule_s_gpu_model_and_threads(smoke):
     for rule in ("evaluate", "profile"):
         assert asked[rule] == {(f"gres:gpu:{GPU_MODEL}:1", "1")}, (rule, asked[rule])
     assert asked["train"] == {(f"gres:gpu:{GPU_MODEL}:1", "2")}, asked["train"]  # threads: 2 -> --cpus-per-task=2
+    assert asked["compile"] == {(f"gres:gpu:{GPU_MODEL}:1", "2")}, asked["compile"]
     for rule in ("preprocess", "aggregate", "paper"):
         assert asked[rule] == {("N/A", "1")}, (rule, asked[rule])
 

@@ -4,6 +4,7 @@
   ssmvit preprocess --dataset organamnist --res 64
   ssmvit train      --model s4d --dataset organamnist --res 64 [--seed 0]
   ssmvit evaluate   --model s4d --dataset organamnist --res 64 [--seed 0]
+  ssmvit compile    --model s4d --res 64          # the profile's compiles, ahead of it on a shared GPU
   ssmvit profile    --model s4d --dataset organamnist --res 64
   ssmvit aggregate | plot | paper
   ssmvit bundle pack|unpack results.tgz
@@ -26,7 +27,7 @@ from pathlib import Path
 from . import paths
 from .errors import UserError
 
-STAGES = ("download", "preprocess", "train", "evaluate", "profile", "aggregate", "plot", "paper", "bundle")
+STAGES = ("download", "preprocess", "train", "evaluate", "compile", "profile", "aggregate", "plot", "paper", "bundle")
 
 
 # ---------------------------------------------------------------- arguments
@@ -77,17 +78,23 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--checkpoint", help="default: best.pt in --out-dir")
 
-    p = sub.add_parser("profile", help="params, MACs (three counts), peak memory and throughput of one model at one "
-                                       "resolution, each input shape measured once")
-    p.add_argument("--res", required=True, type=int, help="image resolution: 28, 64, 128 or 224")
-    p.add_argument("--model", required=True, help="a model of src/ssmvit/models/, e.g. vit, s4d or resnet18")
-    p.add_argument("--dataset", nargs="+", help="datasets to write a profile for (default: the study's datasets and "
-                                                "profile_only); one measurement per number of channels")
-    p.add_argument("--out-dir", help=f"one <dataset>.json per dataset (default: <outdir>/{paths.PROFILE_DIR})")
-    p.add_argument("--batch-sizes", help="inference batch sizes, e.g. 1,64,256 (default: profile.batch_sizes)")
-    p.add_argument("--repeats", type=int, help="timed repeats per measurement (default: profile.repeats)")
-    p.add_argument("--warmup", type=int, help="untimed calls before timing (default: profile.warmup)")
-    p.add_argument("--device", help="auto, cpu or cuda (default: profile.device)")
+    for name, what in (("compile", "compile the graphs a profile's as-trained regime runs into the study's inductor "
+                                    "cache, ahead of the profile (nothing where compile does not apply)"),
+                       ("profile", "params, MACs (three counts), peak memory and throughput of one model at one "
+                                   "resolution, each input shape measured once")):
+        p = sub.add_parser(name, help=what)
+        p.add_argument("--res", required=True, type=int, help="image resolution: 28, 64, 128 or 224")
+        p.add_argument("--model", required=True, help="a model of src/ssmvit/models/, e.g. vit, s4d or resnet18")
+        p.add_argument("--dataset", nargs="+", help="datasets to write a profile for (default: the study's datasets "
+                                                    "and profile_only); one measurement per number of channels")
+        p.add_argument("--device", help="auto, cpu or cuda (default: profile.device)")
+        if name == "compile":
+            p.add_argument("--out", help=f"what compiled, as JSON (default: <outdir>/{paths.COMPILED})")
+            continue
+        p.add_argument("--out-dir", help=f"one <dataset>.json per dataset (default: <outdir>/{paths.PROFILE_DIR})")
+        p.add_argument("--batch-sizes", help="inference batch sizes, e.g. 1,64,256 (default: profile.batch_sizes)")
+        p.add_argument("--repeats", type=int, help="timed repeats per measurement (default: profile.repeats)")
+        p.add_argument("--warmup", type=int, help="untimed calls before timing (default: profile.warmup)")
 
     p = sub.add_parser("aggregate", help="per-run and per-profile files -> results/aggregate/*.csv, provenance.json")
     for flag in ("metrics", "summaries", "histories", "logits", "profiles"):
@@ -225,23 +232,43 @@ def _batch_sizes(text: str) -> list[int]:
     return sizes
 
 
-def do_profile(cfg, args) -> None:
+def do_compile(cfg, args) -> None:
+    from .fileio import write_json
+    from .profiling import compile_as_trained
+
+    datasets = _profile_job_datasets(cfg, args)
+    out = Path(args.out) if args.out else paths.file(cfg["outdir"], paths.COMPILED, res=args.res, model=args.model)
+    record = compile_as_trained(cfg, datasets, args.res, args.model, device=args.device)
+    write_json(out, record)
+    print(record["note"] or f"compiled {args.model} at {args.res}x{args.res} for {len(record['shapes'])} input "
+                            f"shape(s) in {record['seconds']:.1f} s into {record['inductor_cache']}")
+    print(f"wrote {out}")
+
+
+def _profile_job_datasets(cfg, args) -> list[str]:
+    """The datasets of a compile or profile job, after its names and device are checked."""
     from .catalog import SIZES, check_choice, check_dataset
     from .config import known_models
-    from .fileio import write_json
-    from .profiling import profile_datasets, profile_to_row
 
     datasets = args.dataset or paths.profiled_datasets(cfg)
     for d in datasets:
         check_dataset(d)
     check_choice("resolution", args.res, SIZES)
     check_choice("model", args.model, known_models())
+    if args.device is not None and args.device != "auto" and args.device.split(":")[0] not in ("cpu", "cuda"):
+        raise UserError(f"--device {args.device!r} is not one of auto, cpu, cuda")
+    return datasets
+
+
+def do_profile(cfg, args) -> None:
+    from .fileio import write_json
+    from .profiling import profile_datasets, profile_to_row
+
+    datasets = _profile_job_datasets(cfg, args)
     if args.repeats is not None and args.repeats < 1:
         raise UserError("--repeats must be at least 1")
     if args.warmup is not None and args.warmup < 0:
         raise UserError("--warmup must be at least 0")
-    if args.device is not None and args.device != "auto" and args.device.split(":")[0] not in ("cpu", "cuda"):
-        raise UserError(f"--device {args.device!r} is not one of auto, cpu, cuda")
     out = Path(args.out_dir) if args.out_dir else paths.file(cfg["outdir"], paths.PROFILE_DIR, res=args.res,
                                                              model=args.model)
     profiles = profile_datasets(cfg, datasets, args.res, args.model, device=args.device,
@@ -327,7 +354,7 @@ def do_bundle(cfg, args) -> None:
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
-    if args.stage in ("train", "evaluate", "profile"):
+    if args.stage in ("train", "evaluate", "compile", "profile"):
         from .gpus import claim_gpu
 
         claim_gpu()  # one GPU per job on a multi-GPU host, before CUDA starts

@@ -31,6 +31,8 @@ LIVE_TEST = RUN_DIR + "/live/test"
 # dataset (its own parameter and MAC counts beside the shared timings).
 PROFILE_DIR = "results/profile/{res}_{model}"
 PROFILE = PROFILE_DIR + "/{dataset}.json"
+# What the compile job compiled into COMPILE_CACHE ahead of a profile job (which graphs, how long): not a measurement.
+COMPILED = "results/compile/{res}_{model}.json"
 AGGREGATE = "results/aggregate/{table}"
 FIGURES_DIR = "results/figures"
 PAPER_GENERATED = "paper/generated"
@@ -41,7 +43,7 @@ BENCHMARK = "benchmarks/{name}.tsv"  # Snakemake's per-job seconds and memory (G
 COMPILE_CACHE = ".torchinductor-cache"
 
 # The small per-run and per-profile results (no checkpoints, no data): what a results bundle carries.
-SMALL_RESULTS = (METRICS, TRAIN_SUMMARY, HISTORY, TEST_LOGITS, CONFUSION, PROFILE)
+SMALL_RESULTS = (METRICS, TRAIN_SUMMARY, HISTORY, TEST_LOGITS, CONFUSION, COMPILED, PROFILE)
 AGGREGATE_TABLES = (
     "runs.csv", "accuracy.csv", "histories.csv", "paired.csv", "seed_comparison.csv", "efficiency.csv", "seed_claims.csv",
     "provenance.json", "summary.json")
@@ -60,8 +62,11 @@ def file(outdir: str, pattern: str, **wildcards) -> Path:
 
 
 def study_files(cfg: dict, pattern: str) -> list[str]:
-    """``pattern`` for every trained run (or, for PROFILE, every profiled configuration) of the study."""
+    """``pattern`` for every trained run (for PROFILE, every profiled configuration; for COMPILED, every compile job)
+    of the study."""
     st = cfg["study"]
+    if pattern == COMPILED:
+        return [str(file(cfg["outdir"], pattern, res=r, model=m)) for r in st["resolutions"] for m in st["models"]]
     if pattern == PROFILE:
         return [str(file(cfg["outdir"], pattern, dataset=d, res=r, model=m))
                 for r in st["resolutions"] for m in st["models"] for d in profiled_datasets(cfg)]

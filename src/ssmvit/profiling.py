@@ -472,6 +472,24 @@ def _profile_as_trained(cfg, model_name, n_channels, n_classes, res, settings, i
     return inference_trained
 
 
+def _as_trained_phase(cfg, model_name, n_channels, n_classes, res, settings, initial, dev, train, batch_sizes,
+                      repeats, warmup, memory_cap_mb, phases) -> dict | None:
+    """``_profile_as_trained`` with the compiles of one input shape fresh, as in its own training process; None
+    (``train["trained_fast_path"]`` set) where no part of the fast path applies on ``dev``. The compile stage
+    (``compile_as_trained``) runs this too, so that it compiles exactly the graphs a profile will."""
+    fast_path = resolve_fast_path(cfg["train"].get("fast_path"), dev)
+    if not any(fast_path.as_dict().values()):
+        train["trained_fast_path"] = fast_path.as_dict()
+        return None
+    # each input shape compiles as in its own training process (fresh_compiles says why)
+    train["trained_compiles"] = STATIC_COMPILES if fast_path.compile else None
+    # one graph for the step and one per batch size, each twice where a block sees two input dtypes
+    graphs = 2 * (1 + len(batch_sizes))
+    with fresh_compiles(graphs) if fast_path.compile else contextlib.nullcontext():
+        return _profile_as_trained(cfg, model_name, n_channels, n_classes, res, settings, initial, fast_path, dev,
+                                   train, batch_sizes, repeats, warmup, memory_cap_mb, phases)
+
+
 def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=None,
                   batch_sizes=None, repeats: int | None = None, warmup: int | None = None,
                   train_batch_size: int | None = None, memory_cap_mb: float | None = None,
@@ -540,20 +558,12 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
     phases.lap("fp32_inference")
 
     # As trained: a fresh copy with the same weights, through the training loop's own step.
-    fast_path = resolve_fast_path(tcfg.get("fast_path"), dev)
-    if any(fast_path.as_dict().values()):
-        # each input shape compiles as in its own training process (fresh_compiles says why)
-        train["trained_compiles"] = STATIC_COMPILES if fast_path.compile else None
-        # one graph for the step and one per batch size, each twice where a block sees two input dtypes
-        graphs = 2 * (1 + len(batch_sizes))
-        with fresh_compiles(graphs) if fast_path.compile else contextlib.nullcontext():
-            inference_trained = _profile_as_trained(cfg, model_name, n_channels, n_classes, res, settings, initial,
-                                                    fast_path, dev, train, batch_sizes, repeats, warmup, memory_cap_mb,
-                                                    phases)
-    else:
+    inference_trained = _as_trained_phase(cfg, model_name, n_channels, n_classes, res, settings, initial, dev, train,
+                                          batch_sizes, repeats, warmup, memory_cap_mb, phases)
+    if inference_trained is None:
         # No part of the fast path applies (a CPU, or every part switched off): the runs trained with the plain
         # fp32 step, which was just measured. Said so, not measured twice.
-        train.update(trained=train["fp32"], trained_fast_path=fast_path.as_dict(),
+        train.update(trained=train["fp32"],
                      trained_note=f"no fast-path part applies on {dev.type}: as trained is the fp32 eager regime")
         inference_trained = inference
     bs1, bs1_trained = inference.get("1"), inference_trained.get("1")
@@ -739,3 +749,53 @@ def profile_datasets(cfg: dict, datasets, res: int, model_name: str, **kwargs) -
                         macs=count_macs(model, model_name, info["n_channels"], info["n_classes"], res, settings, seed))
             out[d] = prof
     return {d: out[d] for d in datasets}
+
+
+# ------------------------------------------------------------------------------- the compile stage
+def compile_as_trained(cfg: dict, datasets, res: int, model_name: str, device=None, batch_sizes=None,
+                       seed: int = 0) -> dict:
+    """The compile stage: the graphs that ``profile_datasets`` will compile for its as-trained regime, compiled into
+    the study's inductor cache ahead of it, each input shape once; a JSON-able record of what compiled and how long.
+
+    Why: a profile has the machine to itself, so every second it spends compiling is a second no other job runs
+    (bench/results/h100_compile_stage_2026-12-07/ has the seconds). This job shares a card with the trainings
+    instead, and the profile then loads the compiled graphs from the cache. It runs the profile's own
+    as-trained code (``_as_trained_phase``) once with one repeat, so that the graphs are the same; nothing it times
+    is a measurement. Where ``train.fast_path.compile`` does not apply on the device, there is nothing to compile.
+    """
+    t_start, started_at = time.perf_counter(), time.time()
+    pcfg, tcfg = cfg.get("profile") or {}, cfg["train"]
+    batch_sizes = tuple(int(b) for b in (batch_sizes or pcfg.get("batch_sizes") or DEFAULT_BATCH_SIZES))
+    if tcfg.get("threads"):
+        torch.set_num_threads(int(tcfg["threads"]))
+    dev = resolve_device(device or pcfg.get("device") or tcfg["device"])
+    fast_path = resolve_fast_path(tcfg.get("fast_path"), dev)
+    shapes: dict[int, list[str]] = {}
+    for d in dict.fromkeys(datasets):  # grouped as profile_datasets groups them
+        shapes.setdefault(describe(d)["n_channels"], []).append(d)
+    record = {"resolution": int(res), "model": model_name, "device": str(dev),
+              "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
+              "torch": torch.__version__, "fast_path": fast_path.as_dict(), "batch_sizes": list(batch_sizes),
+              "inductor_cache": None, "shapes": [], "seconds": None, "started_at": None, "ended_at": None,
+              "note": None if fast_path.compile else f"train.fast_path.compile does not apply on {dev.type}: "
+                                                     "nothing to compile"}
+    if fast_path.compile:
+        use_study_compile_cache(cfg)
+        record["inductor_cache"] = os.environ["TORCHINDUCTOR_CACHE_DIR"]
+        for group in shapes.values():
+            info = describe(group[0])
+            n_channels, n_classes = info["n_channels"], info["n_classes"]
+            settings = model_settings(cfg, model_name, n_channels)
+            torch.manual_seed(seed)
+            initial = build_model(model_name, n_channels, n_classes, int(res), **settings).state_dict()
+            train = {"batch_size": int(tcfg["batch_size"]), "trained": None, "trained_fast_path": None,
+                     "trained_note": None, "trained_compiles": None}
+            phases = _PhaseClock()
+            print(f"compiling {model_name} for {n_channels}x{res}x{res} inputs: the training step at batch "
+                  f"{train['batch_size']}, inference at batch {', '.join(map(str, batch_sizes))}", flush=True)
+            _as_trained_phase(cfg, model_name, n_channels, n_classes, res, settings, initial, dev, train, batch_sizes,
+                              1, 1, None, phases)
+            record["shapes"].append({"datasets": group, "n_channels": n_channels, "phase_seconds": phases.seconds,
+                                     "compiles": train["trained_compiles"], "note": train["trained_note"]})
+    record.update(seconds=time.perf_counter() - t_start, started_at=started_at, ended_at=time.time())
+    return record
