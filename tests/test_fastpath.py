@@ -350,7 +350,12 @@ def test_compiled_blocks_train_like_the_eager_model_and_compile_once(name):
     _, plain_losses, plain_state = _train_three_batches(name, FastPath())
     assert torch.allclose(losses, plain_losses, rtol=1e-4, atol=1e-5)
     for k in state:
-        assert torch.allclose(state[k], plain_state[k], rtol=1e-3, atol=1e-5), k
+        got, ref = state[k], plain_state[k]
+        if k.endswith("attn.qkv.bias"):
+            # The key bias gets no gradient (softmax is shift-invariant), only rounding noise, and AdamW turns noise
+            # of either sign into steps of about lr: compiled and eager runs differ there by design (a CI run failed).
+            got, ref = got.view(3, -1)[[0, 2]], ref.view(3, -1)[[0, 2]]
+        assert torch.allclose(got, ref, rtol=1e-3, atol=1e-5), k
 
 
 def test_a_compiler_failure_falls_back_to_the_eager_step_from_the_same_state(capsys):
