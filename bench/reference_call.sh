@@ -24,7 +24,7 @@ start)
     rm -rf build/ref && mkdir -p build/ref
     tar -c --exclude=./build --exclude=./.data --exclude=./.site --exclude=./.whl --exclude=./.whl2 . | tar -x -C build/ref
     # a rerun: none of the committed outputs may count as done
-    rm -rf build/ref/results/runs build/ref/results/profile build/ref/results/aggregate build/ref/results/figures \
+    rm -rf build/ref/results/runs build/ref/results/compile build/ref/results/profile build/ref/results/aggregate build/ref/results/figures \
         build/ref/paper/generated build/ref/paper/main.pdf build/ref/logs build/ref/.snakemake
     cd build/ref
     config=${STUDY_CONFIG:-config/reference.yaml} name=reference outdir=.
@@ -71,7 +71,7 @@ lock)
             t+=("$dvcfile:train@$d-$r-$m-$s" "$dvcfile:evaluate@$d-$r-$m-$s")
         done; done
     done; done
-    for r in "${resolutions[@]}"; do for m in "${models[@]}"; do  # a part run with --omit-from profile has none
+    for r in "${resolutions[@]}"; do for m in "${models[@]}"; do  # a part run with --omit-from compile has none
         [ -d "results/profile/${r}_$m" ] && t+=("$dvcfile:compile@$r-$m" "$dvcfile:profile@$r-$m")
     done; done
     python3 -m dvc commit -f "${t[@]}" 2>&1 | tail -n 2

@@ -145,5 +145,8 @@ def test_gpu_jobs_share_slots_and_profiles_run_alone(tmp_path):
     assert any(overlap(a, b) for i, a in enumerate(jobs) for b in jobs[i + 1:])  # the slots were shared
     for p in profiles:
         assert not any(overlap(p, j) for j in jobs + compiles + [q for q in profiles if q is not p]), p["model"]
-        assert all(c["ended_at"] <= p["started_at"] for c in compiles if c["model"] == p["model"]), p["model"]
+        assert all(c["ended_at"] <= p["started_at"] for c in compiles
+                   if (c["model"], c["resolution"]) == (p["model"], p["resolution"])), p["model"]
         assert all(j["ended_at"] <= p["started_at"] for j in jobs), p["model"]  # evaluations too
+    # a compile job waits for the data, and the trainings outrank it: it never has the card before the first training
+    assert min(c["started_at"] for c in compiles) >= min(t["started_at"] for t in trainings)

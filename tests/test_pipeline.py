@@ -355,6 +355,7 @@ def test_single_stage_commands_write_only_untracked_files(built):
                  ["preprocess", "--dataset", "organamnist", "--res", "64", *syn],
                  ["train", "--model", "s4d", "--dataset", "organamnist", "--res", "64", "--set", "train.epochs=1", *syn],
                  ["evaluate", "--model", "s4d", "--dataset", "organamnist", "--res", "64", *syn],
+                 ["compile", "--model", "s4d", "--res", "28", *syn],
                  ["profile", "--model", "s4d", "--dataset", "organamnist", "--res", "28", "--repeats", "1", *syn],
                  ["train", "--model", "s4d", "--dataset", "bloodmnist", "--res", "28",
                   "--set", "data.synthetic=true", "--set", "train.epochs=1", "--set", "train.max_train_samples=64"]):

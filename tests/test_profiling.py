@@ -341,32 +341,38 @@ def _force_fast_path(monkeypatch, graphs: list, **parts):
     monkeypatch.setattr(FastPath, "autocast", lambda self: torch.autocast("cpu", dtype=torch.bfloat16))
 
     def recording_eager(gm, example_inputs):
-        graphs.append(gm.code)
+        graphs.append((gm.code, [(tuple(t.shape), t.dtype) for t in example_inputs if isinstance(t, torch.Tensor)]))
         return gm.forward
 
     monkeypatch.setattr(torch, "compile", lambda fn=None, **kw: TORCH_COMPILE(fn, **{**kw, "backend": recording_eager}))
 
 
-@pytest.mark.parametrize("name", ["vit", "s4d"])
-def test_the_compile_stage_compiles_exactly_the_graphs_its_profile_compiles(cfg, monkeypatch, name, tmp_path):
-    """What the compile job puts into the inductor cache is what the profile then asks for: the same graphs, gray
-    and RGB, in the same order (had it compiled others, the profile would compile its own on the exclusive card)."""
+@pytest.mark.parametrize("name, bf16_residual", [("vit", True), ("s4d", True), ("s4d", False)])
+def test_the_compile_stage_compiles_exactly_the_graphs_its_profile_compiles(cfg, monkeypatch, name, bf16_residual,
+                                                                           tmp_path):
+    """What the compile job puts into the inductor cache is what the profile then asks for: the same graphs (code,
+    input shapes and dtypes), gray and RGB, in the same order, also with the profile's default repeats and warm-up
+    (had it compiled others, the profile would compile its own on the exclusive card). S4D without bf16_residual
+    compiles each block graph twice (bf16 into its first block, fp32 into the others)."""
     from ssmvit.profiling import STATIC_COMPILES, compile_as_trained, profile_datasets
 
     graphs_compile, graphs_profile = [], []
     study = {**cfg, "outdir": str(tmp_path)}
-    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)  # the study's, set by the job itself
-    _force_fast_path(monkeypatch, graphs_compile, bf16_residual=True)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "unset")  # recorded, so that teardown restores the variable
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")  # the study's, set by the job itself
+    _force_fast_path(monkeypatch, graphs_compile, bf16_residual=bf16_residual)
     record = compile_as_trained(study, ["organamnist", "bloodmnist", "octmnist"], 28, name, device="cpu",
                                 batch_sizes=(1, 3))
-    _force_fast_path(monkeypatch, graphs_profile, bf16_residual=True)
+    _force_fast_path(monkeypatch, graphs_profile, bf16_residual=bf16_residual)
     profile_datasets(study, ["organamnist", "bloodmnist", "octmnist"], 28, name, device="cpu", batch_sizes=(1, 3),
-                     repeats=1, warmup=1)
+                     repeats=profiling.DEFAULT_REPEATS, warmup=profiling.DEFAULT_WARMUP)
     torch._dynamo.reset()
     # gray (organamnist, octmnist) and RGB (bloodmnist): a step and two batch sizes each
     assert [s["datasets"] for s in record["shapes"]] == [["organamnist", "octmnist"], ["bloodmnist"]]
     assert all(s["compiles"] == STATIC_COMPILES and s["note"] is None for s in record["shapes"])
-    assert len(graphs_compile) >= 2 * 3
+    assert all(s["status"] == {"train": "ok", "1": "ok", "3": "ok"} for s in record["shapes"])
+    per_shape = 3 if name == "vit" or bf16_residual else 6
+    assert len(graphs_compile) >= 2 * per_shape
     assert graphs_compile == graphs_profile
     assert record["inductor_cache"] == str(tmp_path / ".torchinductor-cache")
 
@@ -376,4 +382,4 @@ def test_the_compile_stage_has_nothing_to_compile_where_compile_does_not_apply(c
 
     record = compile_as_trained({**cfg, "outdir": str(tmp_path)}, ["organamnist"], 28, "s4d", device="cpu")
     assert record["shapes"] == [] and record["inductor_cache"] is None
-    assert record["note"] == "train.fast_path.compile does not apply on cpu: nothing to compile"
+    assert record["note"] == "train.fast_path.compile is off or does not apply on cpu: nothing to compile"

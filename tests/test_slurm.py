@@ -165,7 +165,7 @@ def test_slurm_and_local_runs_give_the_same_results(smoke):
 
 def test_job_logs_land_under_logs_and_slurm_logs(smoke):
     slurm = smoke["slurm"]
-    for rule in ("train", "evaluate", "profile", "preprocess"):
+    for rule in ("train", "evaluate", "compile", "profile", "preprocess"):
         assert list((slurm / OUT / "logs" / rule).glob("*.log")), rule
     slurm_logs = list((slurm / ".snakemake/slurm_logs").rglob("*.log"))
     assert len(slurm_logs) == sum(n for rule, n in smoke["planned"].items() if rule != "all")

@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--res", required=True, type=int, help="image resolution: 28, 64, 128 or 224")
         p.add_argument("--model", required=True, help="a model of src/ssmvit/models/, e.g. vit, s4d or resnet18")
         p.add_argument("--dataset", nargs="+", help="datasets to write a profile for (default: the study's datasets "
-                                                    "and profile_only); one measurement per number of channels")
+                                                    "and profile_only); one measurement (or compile) per number of "
+                                                    "channels")
         p.add_argument("--device", help="auto, cpu or cuda (default: profile.device)")
         if name == "compile":
             p.add_argument("--out", help=f"what compiled, as JSON (default: <outdir>/{paths.COMPILED})")

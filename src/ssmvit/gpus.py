@@ -4,7 +4,7 @@ Training and evaluation at batch 64 leave a large card mostly idle (bench/README
 measurements), so by default several GPU jobs share each card: ``jobs_per_gpu()`` allows
 MAX_JOBS_PER_GPU per card, fewer where the card's free memory holds fewer JOB_MEMORY_MIB budgets,
 and SSMVIT_JOBS_PER_GPU=k overrides it. The default profile gives Snakemake ``gpu_slots()``
-slots (cards x jobs per card); train and evaluate take one slot each, profile takes EXCLUSIVE
+slots (cards x jobs per card); train, evaluate and compile take one slot each, profile takes EXCLUSIVE
 slots and threads, which Snakemake caps at all there are, so a profile never measures a card (or
 a CPU) another job is using.
 

@@ -752,6 +752,13 @@ def profile_datasets(cfg: dict, datasets, res: int, model_name: str, **kwargs) -
 
 
 # ------------------------------------------------------------------------------- the compile stage
+def _status(result) -> str:
+    """"ok", "OOM" or "failed" for one measurement of ``_profile_as_trained`` (None: it did not run)."""
+    if not isinstance(result, dict):
+        return FAILED
+    return result.get("status", "ok")
+
+
 def compile_as_trained(cfg: dict, datasets, res: int, model_name: str, device=None, batch_sizes=None,
                        seed: int = 0) -> dict:
     """The compile stage: the graphs that ``profile_datasets`` will compile for its as-trained regime, compiled into
@@ -761,7 +768,11 @@ def compile_as_trained(cfg: dict, datasets, res: int, model_name: str, device=No
     (bench/results/h100_compile_stage_2026-12-07/ has the seconds). This job shares a card with the trainings
     instead, and the profile then loads the compiled graphs from the cache. It runs the profile's own
     as-trained code (``_as_trained_phase``) once with one repeat, so that the graphs are the same; nothing it times
-    is a measurement. Where ``train.fast_path.compile`` does not apply on the device, there is nothing to compile.
+    is a measurement. Where ``train.fast_path.compile`` is off or does not apply on the device, there is nothing to
+    compile. The record says per input shape what ran (``status``: the step's, and each batch size's inference, "ok",
+    "OOM" or "failed"): a graph this job could not compile (out of memory beside the trainings, say) is compiled by
+    the profile itself. A shape that fails outside those is recorded with its error too, and the job still succeeds:
+    its only product is the cache, and the profile measures without it.
     """
     t_start, started_at = time.perf_counter(), time.time()
     pcfg, tcfg = cfg.get("profile") or {}, cfg["train"]
@@ -774,10 +785,10 @@ def compile_as_trained(cfg: dict, datasets, res: int, model_name: str, device=No
     for d in dict.fromkeys(datasets):  # grouped as profile_datasets groups them
         shapes.setdefault(describe(d)["n_channels"], []).append(d)
     record = {"resolution": int(res), "model": model_name, "device": str(dev),
-              "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
+              "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_model(),
               "torch": torch.__version__, "fast_path": fast_path.as_dict(), "batch_sizes": list(batch_sizes),
               "inductor_cache": None, "shapes": [], "seconds": None, "started_at": None, "ended_at": None,
-              "note": None if fast_path.compile else f"train.fast_path.compile does not apply on {dev.type}: "
+              "note": None if fast_path.compile else f"train.fast_path.compile is off or does not apply on {dev.type}: "
                                                      "nothing to compile"}
     if fast_path.compile:
         use_study_compile_cache(cfg)
@@ -793,9 +804,16 @@ def compile_as_trained(cfg: dict, datasets, res: int, model_name: str, device=No
             phases = _PhaseClock()
             print(f"compiling {model_name} for {n_channels}x{res}x{res} inputs: the training step at batch "
                   f"{train['batch_size']}, inference at batch {', '.join(map(str, batch_sizes))}", flush=True)
-            _as_trained_phase(cfg, model_name, n_channels, n_classes, res, settings, initial, dev, train, batch_sizes,
-                              1, 1, None, phases)
+            inference, error = {}, None
+            try:
+                inference = _as_trained_phase(cfg, model_name, n_channels, n_classes, res, settings, initial, dev, train,
+                                              batch_sizes, 1, 1, None, phases) or {}
+            except Exception as exc:  # noqa: BLE001  the profile compiles what this job could not
+                error = f"compiling failed: {_error_note(exc)}"
+                _free(dev, collect=True)
+            status = {"train": _status(train["trained"])} | {str(b): _status(inference.get(str(b))) for b in batch_sizes}
             record["shapes"].append({"datasets": group, "n_channels": n_channels, "phase_seconds": phases.seconds,
-                                     "compiles": train["trained_compiles"], "note": train["trained_note"]})
+                                     "compiles": train["trained_compiles"], "status": status,
+                                     "note": "; ".join(n for n in (train["trained_note"], error) if n) or None})
     record.update(seconds=time.perf_counter() - t_start, started_at=started_at, ended_at=time.time())
     return record

@@ -4,7 +4,7 @@
 # (channels) once, in one process, and writes one file per dataset.
 
 
-PROFILE_SETTINGS = settings(
+PROFILE_SETTINGS = (
     "outdir",  # the study's inductor cache (as-trained regime)
     "profile",
     "study.datasets",
@@ -16,6 +16,8 @@ PROFILE_SETTINGS = settings(
     "train.fast_path",
     "models.{model}",
 )
+# the compile job reads the profile's settings but its repeats and warm-up
+COMPILE_SETTINGS = ("profile.batch_sizes", "profile.device") + tuple(k for k in PROFILE_SETTINGS if k != "profile")
 
 
 # The profile's own compiles, ahead of it on a shared card: a profile has the whole machine, and a second it spends
@@ -23,6 +25,10 @@ PROFILE_SETTINGS = settings(
 # graphs into the study's inductor cache while trainings still run, and the profile loads them. Nothing it times is
 # a measurement. Where compile does not apply (a CPU), it only says so.
 rule compile:
+    input:
+        # For its place in the schedule only (it reads no images): ready when its resolution's trainings are, which
+        # outrank it, so it takes a GPU slot no training wants, not the idle card before the first training starts.
+        after_data=lambda wildcards: expand(rules.preprocess.output.meta, dataset=STUDY["datasets"], res=wildcards.res),
     output:
         compiled=out(paths.COMPILED),
     log:
@@ -38,7 +44,7 @@ rule compile:
         mem_mb=16000,
         runtime=30,
     params:
-        settings=PROFILE_SETTINGS,
+        settings=settings(*COMPILE_SETTINGS),
     shell:
         "ssmvit compile --res {wildcards.res} --model {wildcards.model}"
         " --out {output.compiled:q} --settings {params.settings:q} > {log:q} 2>&1"
@@ -67,7 +73,7 @@ rule profile:
         mem_mb=16000,
         runtime=60,
     params:
-        settings=PROFILE_SETTINGS,
+        settings=settings(*PROFILE_SETTINGS),
         out_dir=lambda wildcards: out(paths.PROFILE_DIR.format(**wildcards)),
     shell:
         "ssmvit profile --res {wildcards.res} --model {wildcards.model}"
