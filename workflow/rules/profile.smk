@@ -25,10 +25,6 @@ COMPILE_SETTINGS = ("profile.batch_sizes", "profile.device") + tuple(k for k in 
 # graphs into the study's inductor cache while trainings still run, and the profile loads them. Nothing it times is
 # a measurement. Where compile does not apply (a CPU), it only says so.
 rule compile:
-    input:
-        # For its place in the schedule only (it reads no images): ready when its resolution's trainings are, which
-        # outrank it, so it takes a GPU slot no training wants, not the idle card before the first training starts.
-        after_data=lambda wildcards: expand(rules.preprocess.output.meta, dataset=STUDY["datasets"], res=wildcards.res),
     output:
         compiled=out(paths.COMPILED),
     log:
