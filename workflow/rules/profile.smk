@@ -16,8 +16,6 @@ PROFILE_SETTINGS = (
     "train.fast_path",
     "models.{model}",
 )
-# the compile job reads the profile's settings but its repeats and warm-up
-COMPILE_SETTINGS = ("profile.batch_sizes", "profile.device") + tuple(k for k in PROFILE_SETTINGS if k != "profile")
 
 
 # The profile's own compiles, ahead of it on a shared card: a profile has the whole machine, and a second it spends
@@ -40,7 +38,7 @@ rule compile:
         mem_mb=16000,
         runtime=30,
     params:
-        settings=settings(*COMPILE_SETTINGS),
+        settings=settings(*PROFILE_SETTINGS),
     shell:
         "ssmvit compile --res {wildcards.res} --model {wildcards.model}"
         " --out {output.compiled:q} --settings {params.settings:q} > {log:q} 2>&1"
