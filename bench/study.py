@@ -120,6 +120,7 @@ def job_record(outdir: Path, family: str, job: str, study_started_at: float) -> 
             d = json.loads(own.read_text())
             rec.update(started_s=d["started_at"] - study_started_at, ended_s=d["ended_at"] - study_started_at,
                        work_s=d["ended_at"] - d["started_at"], shapes_compiled=len(d["shapes"]))
+            _add_cache_counts(rec, [shape.get("compile_cache") for shape in d["shapes"]])
     elif family == "profile":
         timed = [json.loads(f.read_text()) for f in sorted((outdir / "results" / "profile" / job).glob("*.json"))]
         timed = [p for p in timed if p.get("seconds")]  # one per input shape; the other files share its timings
@@ -130,7 +131,15 @@ def job_record(outdir: Path, family: str, job: str, study_started_at: float) -> 
             for p in timed:
                 for phase, sec in (p.get("phase_seconds") or {}).items():
                     rec[f"phase_{phase}_s"] = rec.get(f"phase_{phase}_s", 0.0) + sec
+            _add_cache_counts(rec, [p["train"].get("trained_compile_cache") for p in timed])
     return rec
+
+
+def _add_cache_counts(rec: dict, counts: list[dict | None]) -> None:
+    """The job's compile-cache hits and misses (``cache_<counter>`` columns), summed over its input shapes."""
+    for c in counts:
+        for name, n in (c or {}).items():
+            rec[f"cache_{name}"] = rec.get(f"cache_{name}", 0) + n
 
 
 def fixed_costs(per_job: list[dict]) -> dict:
@@ -148,6 +157,9 @@ def fixed_costs(per_job: list[dict]) -> dict:
         if family == "train":
             extra = [j["first_epoch_extra_s"] for j in jobs if j.get("first_epoch_extra_s") is not None]
             entry["first_epoch_extra_s"] = round(sum(extra), 1)
+        caches = sorted({k for j in jobs for k in j if k.startswith("cache_")})
+        if caches:  # a profile after its compile job should only hit
+            entry["compile_cache"] = {k[len("cache_"):]: sum(j.get(k) or 0 for j in jobs) for k in caches}
         if family == "profile":
             phases = sorted({k for j in jobs for k in j if k.startswith("phase_")})
             entry["phases_s"] = {k[len("phase_"):-len("_s")]: round(sum(j.get(k) or 0.0 for j in jobs), 1)
@@ -157,7 +169,8 @@ def fixed_costs(per_job: list[dict]) -> dict:
                    "epochs with validation and checkpoints, an evaluation's test pass, a profile's measurements); "
                    "outside_work_s: process start, imports, reading the data, writing; a compile job's work is compiling the "
                    "profile's graphs into the study's inductor cache; first_epoch_extra_s: each "
-                   "training's first epoch minus the median of its later ones (compile, graph capture, cold caches)")
+                   "training's first epoch minus the median of its later ones (compile, graph capture, cold caches); "
+                   "compile_cache: graphs the jobs loaded from the study's compile cache (hits) or compiled (misses)")
     return out
 
 

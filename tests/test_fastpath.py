@@ -458,3 +458,24 @@ def test_the_graphed_step_trains_as_the_ungraphed_one_does(tmp_path):
 
     assert check_graph_step.main(["--models", "s4d", "vit", "--res", "28", "--steps", "8",
                                   "--out", str(tmp_path / "check.csv")]) == 0
+
+
+def test_compile_cache_counts_tell_a_compile_from_a_load(tmp_path, monkeypatch):
+    """What a profile records of the compile cache: the first compile of a graph misses, the same graph in a
+    fresh in-process state (as in the next job) loads from the folder and only hits (inductor's CPU backend)."""
+    from ssmvit.fastpath import compile_cache_counts
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache"))
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 3))
+    x = torch.randn(4, 8)
+
+    def compile_and_step():
+        torch._dynamo.reset()  # as a new process: only the on-disk cache remains
+        before = compile_cache_counts()
+        torch.compile(model)(x).sum().backward()
+        return {k: v - before[k] for k, v in compile_cache_counts().items()}
+
+    first, second = compile_and_step(), compile_and_step()
+    assert first["inductor_misses"] >= 2 and first["inductor_hits"] == 0, first  # forward and backward graphs
+    assert second["inductor_misses"] == 0 and second["aot_autograd_misses"] == 0, second
+    assert second["inductor_hits"] + second["aot_autograd_hits"] >= 1, second

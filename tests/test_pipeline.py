@@ -233,6 +233,10 @@ def test_study_benchmark_says_where_each_gpu_jobs_time_goes(built):
         assert c["job_s"] == pytest.approx(sum(j["seconds"] for j in per_job if j["family"] == family), abs=0.1)
         assert c["outside_work_s"] == pytest.approx(c["job_s"] - c["work_s"], abs=0.11) and c["outside_work_s"] > 0
     assert set(costs["profile"]["phases_s"]) == {"macs", "fp32_train", "fp32_inference"}  # on CPU: no as-trained phases
+    assert "compile_cache" not in costs["profile"] and "compile_cache" not in costs["compile"]  # nor compiles
+    rec = {}  # on a GPU: each shape's hits and misses, summed per job
+    study._add_cache_counts(rec, [{"inductor_hits": 3, "inductor_misses": 0}, None, {"inductor_hits": 2, "inductor_misses": 1}])
+    assert rec == {"cache_inductor_hits": 5, "cache_inductor_misses": 1}
     line = study.timeline(per_job)
     assert 0 < line["train"][0] < line["train"][1] <= line["evaluate"][1]
 
@@ -324,7 +328,7 @@ def test_changing_one_value_reruns_exactly_the_jobs_that_depend_on_it(built):
     counts = jobs_planned(snakemake(f"-n --cores 1 --configfile {SYN} --config 'data={{upsample_from: {{28: 64}}}}'",
                                     built).stdout)
     assert counts.get("download") == counts.get("preprocess") == 2, counts  # 28x28 of both datasets
-    assert counts.get("train") == 2 * 2 * 2 and "profile" not in counts
+    assert counts.get("train") == 2 * 2 * 2 and not {"compile", "profile"} & set(counts), counts
 
 
 def test_after_a_crash_the_rerun_redoes_only_the_incomplete_job(built):

@@ -354,6 +354,7 @@ def test_the_compile_stage_compiles_exactly_the_graphs_its_profile_compiles(cfg,
     input shapes and dtypes), gray and RGB, in the same order, also with the profile's default repeats and warm-up
     (had it compiled others, the profile would compile its own on the exclusive card). S4D without bf16_residual
     compiles each block graph twice (bf16 into its first block, fp32 into the others)."""
+    from ssmvit.fastpath import COMPILE_CACHE_COUNTERS
     from ssmvit.profiling import STATIC_COMPILES, compile_as_trained, profile_datasets
 
     graphs_compile, graphs_profile = [], []
@@ -371,6 +372,8 @@ def test_the_compile_stage_compiles_exactly_the_graphs_its_profile_compiles(cfg,
     assert [s["datasets"] for s in record["shapes"]] == [["organamnist", "octmnist"], ["bloodmnist"]]
     assert all(s["compiles"] == STATIC_COMPILES and s["note"] is None for s in record["shapes"])
     assert all(s["status"] == {"train": "ok", "1": "ok", "3": "ok"} for s in record["shapes"])
+    # dynamo's eager backend: no inductor, so nothing hit or missed its cache (counted per shape)
+    assert all(s["compile_cache"] == dict.fromkeys(COMPILE_CACHE_COUNTERS, 0) for s in record["shapes"])
     per_shape = 3 if name == "vit" or bf16_residual else 6
     assert len(graphs_compile) >= 2 * per_shape
     assert graphs_compile == graphs_profile

@@ -214,6 +214,26 @@ def is_compile_error(exc: BaseException) -> bool:
     return type(exc).__module__.startswith(("torch._dynamo", "torch._inductor", "torch._functorch"))
 
 
+# torch's own counters of its on-disk compile caches: inductor's compiled graphs and AOT autograd's joint graphs
+COMPILE_CACHE_COUNTERS = {
+    "inductor_hits": ("inductor", "fxgraph_cache_hit"),
+    "inductor_misses": ("inductor", "fxgraph_cache_miss"),
+    "aot_autograd_hits": ("aot_autograd", "autograd_cache_hit"),
+    "aot_autograd_misses": ("aot_autograd", "autograd_cache_miss"),
+}
+
+
+def compile_cache_counts() -> dict[str, int]:
+    """How often this process found a compiled graph in the on-disk caches (hits) and compiled one (misses) so far.
+
+    Why: a profile loads what its compile job compiled only where both use the same cache folder, torch and GPU; a
+    miss says it compiled on the card it holds alone. Differences of two calls give what a phase hit and missed.
+    """
+    from torch._dynamo.utils import counters
+
+    return {name: int(counters[group][key]) for name, (group, key) in COMPILE_CACHE_COUNTERS.items()}
+
+
 GRAPH_WARMUP_STEPS = 3  # ungraphed steps before capture (PyTorch asks for a few on a side stream)
 
 

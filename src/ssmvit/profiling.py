@@ -54,7 +54,10 @@ Method (also written into every profile under ``method``):
 * Where a profile job's time goes: ``phase_seconds`` (counting MACs, the
   fp32 training step and inference, the as-trained step with its compile and
   graph capture, the as-trained inference with its compiles), each phase's
-  wall seconds including its warm-up and timed repeats.
+  wall seconds including its warm-up and timed repeats; and
+  ``train.trained_compile_cache``, how many of the as-trained phase's graphs
+  inductor and AOT autograd found in the study's compile cache (hits) or
+  compiled (misses): after its compile job, a profile should only hit.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ from .catalog import check_choice, describe
 from .config import model_settings
 from .fastpath import (
     GRAPH_WARMUP_STEPS,
+    compile_cache_counts,
     compile_model,
     fresh_compiles,
     inference_forward,
@@ -485,9 +489,13 @@ def _as_trained_phase(cfg, model_name, n_channels, n_classes, res, settings, ini
     train["trained_compiles"] = STATIC_COMPILES if fast_path.compile else None
     # one graph for the step and one per batch size, each twice where a block sees two input dtypes
     graphs = 2 * (1 + len(batch_sizes))
-    with fresh_compiles(graphs) if fast_path.compile else contextlib.nullcontext():
-        return _profile_as_trained(cfg, model_name, n_channels, n_classes, res, settings, initial, fast_path, dev,
-                                   train, batch_sizes, repeats, warmup, memory_cap_mb, phases)
+    before = compile_cache_counts()
+    try:
+        with fresh_compiles(graphs) if fast_path.compile else contextlib.nullcontext():
+            return _profile_as_trained(cfg, model_name, n_channels, n_classes, res, settings, initial, fast_path, dev,
+                                       train, batch_sizes, repeats, warmup, memory_cap_mb, phases)
+    finally:  # what this shape's graphs found in the compile caches (a profile after its compile job: all hits)
+        train["trained_compile_cache"] = {k: v - before[k] for k, v in compile_cache_counts().items()}
 
 
 def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=None,
@@ -537,7 +545,7 @@ def profile_model(cfg: dict, dataset: str, res: int, model_name: str, device=Non
     env = environment(dev)  # before the measurements: clocks and date as the run starts
     train = {"batch_size": train_batch, "optimizer": "AdamW via training.build_optimizer", "regimes": REGIMES,
              "fp32": None, "trained": None, "trained_fast_path": None, "trained_note": None,
-             "trained_compiles": None}
+             "trained_compiles": None, "trained_compile_cache": None}
     print(f"timing the fp32 eager training step at batch {train_batch} ({repeats} repeats)", flush=True)
     train["fp32"] = _profile_training(model, optimizer, model_name, n_channels, n_classes, res, dev, train_batch,
                                       repeats, warmup, memory_cap_mb)
@@ -800,7 +808,7 @@ def compile_as_trained(cfg: dict, datasets, res: int, model_name: str, device=No
             torch.manual_seed(seed)
             initial = build_model(model_name, n_channels, n_classes, int(res), **settings).state_dict()
             train = {"batch_size": int(tcfg["batch_size"]), "trained": None, "trained_fast_path": None,
-                     "trained_note": None, "trained_compiles": None}
+                     "trained_note": None, "trained_compiles": None, "trained_compile_cache": None}
             phases = _PhaseClock()
             print(f"compiling {model_name} for {n_channels}x{res}x{res} inputs: the training step at batch "
                   f"{train['batch_size']}, inference at batch {', '.join(map(str, batch_sizes))}", flush=True)
@@ -814,6 +822,7 @@ def compile_as_trained(cfg: dict, datasets, res: int, model_name: str, device=No
             status = {"train": _status(train["trained"])} | {str(b): _status(inference.get(str(b))) for b in batch_sizes}
             record["shapes"].append({"datasets": group, "n_channels": n_channels, "phase_seconds": phases.seconds,
                                      "compiles": train["trained_compiles"], "status": status,
+                                     "compile_cache": train["trained_compile_cache"],
                                      "note": "; ".join(n for n in (train["trained_note"], error) if n) or None})
     record.update(seconds=time.perf_counter() - t_start, started_at=started_at, ended_at=time.time())
     return record
