@@ -124,56 +124,17 @@ def smoke_by_snakemake(tmp_path_factory):
     return {"root": root, "configfile": configfile, "env": env, "seconds": time.perf_counter() - t0}
 
 
-# Fault-injection report (tests/fault_report.py) and the SLURM test's wall times, carried in the tests' reports: under
-# pytest-xdist the tests run in worker processes and the summary is printed by another.
-from fault_report import fault  # noqa: E402,F401
-
-_TIMINGS: dict[str, float] = {}
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    import fault_report
-
-    outcome = yield
-    report = outcome.get_result()
-    fault_report.attach(item, report)
-    timings = getattr(getattr(item, "module", None), "TIMINGS", None)  # tests/test_slurm.py
-    if timings and report.when == "teardown":
-        report.user_properties.append(("timings", dict(timings)))
-
-
-def pytest_runtest_logreport(report):
-    import fault_report
-
-    fault_report.collect(report)
-    for key, value in report.user_properties:
-        if key == "timings":
-            _TIMINGS.update(value)
+# Fault-injection report (tests/fault_report.py): the `fault` fixture, its outcome hook, and the summary line.
+from fault_report import fault, pytest_runtest_makereport  # noqa: E402,F401
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     import fault_report
 
     fault_report.terminal_summary(terminalreporter, config)
-    if _TIMINGS:  # wall times of the SLURM test
-        terminalreporter.write_line("slurm: " + "; ".join(f"{k}: {v:.0f} s" for k, v in _TIMINGS.items()))
-
-
-# pytest-xdist (pyproject's addopts: -n auto --dist loadgroup): the groups below are the units it hands to a
-# worker, in this order. A test file stays on one worker, so its module fixtures are built once; the tests that
-# read the one smoke study built by Snakemake (smoke_by_snakemake: the DVC and SLURM comparisons) share a worker,
-# so it is built once; and the longest groups go first, so that they do not end up in series at the end.
-LONGEST_FIRST = ("test_pipeline", "smoke_by_snakemake", "test_interrupt", "test_gpus", "test_add_a_model")
-
-
-def pytest_collection_modifyitems(config, items):
-    def group(item):
-        return "smoke_by_snakemake" if "smoke_by_snakemake" in item.fixturenames else item.module.__name__
-
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(group(item)))
-    items.sort(key=lambda item: LONGEST_FIRST.index(g) if (g := group(item)) in LONGEST_FIRST else len(LONGEST_FIRST))
+    slurm = sys.modules.get("test_slurm")
+    if slurm is not None and slurm.TIMINGS:  # wall times of the SLURM test (tests/test_slurm.py)
+        terminalreporter.write_line("slurm: " + "; ".join(f"{k}: {v:.0f} s" for k, v in slurm.TIMINGS.items()))
 
 
 # The pipeline's paths in a study folder '.' (the tests' working directory), as ssmvit.paths builds them.

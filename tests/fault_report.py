@@ -10,8 +10,7 @@ adds up what the tests measured themselves (``fault.lost(n)`` or
 left unreadable under their final names.
 
 The summary line (``faults: N tried, N handled, 0 outputs lost``) is printed
-by the ``pytest_terminal_summary`` hook in conftest.py (which also passes
-the reports through ``attach`` and ``collect``); with ``-v`` there is
+by the ``pytest_terminal_summary`` hook in conftest.py; with ``-v`` there is
 also one line per fault.
 """
 
@@ -80,36 +79,22 @@ def snapshot(*paths) -> dict[Path, str | None]:
 @pytest.fixture
 def fault(request) -> Fault:
     f = Fault(request.node.nodeid, request.node.name)
-    _LIVE[request.node.nodeid] = f
+    _FAULTS[request.node.nodeid] = f
     return f
 
 
-_LIVE: dict[str, Fault] = {}  # this process's fault fixtures (a pytest-xdist worker's, or the only process's)
-
-
-def attach(item, report) -> None:
-    """Where the test ran (conftest's makereport hook): its fault's state travels in each phase's report, since
-    pytest-xdist sends reports, not module state, to the process that prints the summary."""
-    f = _LIVE.get(item.nodeid)
-    if f is not None:
-        report.user_properties.append(("fault", {"name": f.name, "reached_end": f.reached_end,
-                                                 "outputs_lost": f.outputs_lost, "outcome": f.outcome}))
-
-
-def collect(report) -> None:
-    """Where the summary is printed (conftest's logreport hook): each fault's verdict from its reports (setup, call,
-    teardown)."""
-    state = next((v for k, v in reversed(report.user_properties) if k == "fault"), None)
-    if state is None:
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    f = _FAULTS.get(item.nodeid)
+    if f is None:
         return
-    f = _FAULTS.setdefault(report.nodeid, Fault(report.nodeid, state["name"]))
-    f.name, f.reached_end, f.outputs_lost, f.outcome = (state[k] for k in ("name", "reached_end", "outputs_lost",
-                                                                              "outcome"))
-    if report.skipped:
+    if rep.skipped:
         f.skipped = True
-    elif report.failed:
+    elif rep.failed:
         f.failed = True
-    elif report.when == "call" and report.passed:
+    elif rep.when == "call" and rep.passed:
         f.passed_call = True
 
 
