@@ -21,7 +21,9 @@ PROFILE_SETTINGS = (
 # The profile's own compiles, ahead of it on a shared card: a profile has the whole machine, and a second it spends
 # compiling is a second no other job runs (bench/results/h100_compile_stage_2026-12-07/). This job compiles the same
 # graphs into the study's inductor cache while trainings still run, and the profile loads them. Nothing it times is
-# a measurement. Where compile does not apply (a CPU), it only says so.
+# a measurement. Where compile does not apply (a CPU), it only says so. It has no input: as an input, even ancient(),
+# the data would make `--forcerun compile profile` on a checkout without data (the reference's) redo the data and so
+# every training, so it may start beside the data jobs, before the first training.
 rule compile:
     output:
         compiled=out(paths.COMPILED),
