@@ -106,7 +106,7 @@ def test_jobs_per_card_follow_free_memory_and_the_override(monkeypatch):
     monkeypatch.delenv("SSMVIT_JOBS_PER_GPU")
     monkeypatch.setenv("SSMVIT_GPU_FREE_MIB", "")
     monkeypatch.setattr(gpus, "_nvidia_smi", lambda *q: [])
-    assert gpus.gpu_slots() == 1  # no GPU: GPU rules run one at a time (on the CPU)
+    assert gpus.gpu_slots() == os.cpu_count()  # no GPU: the GPU rules run on the CPU, as many at once as cores
 
 
 def test_gpu_jobs_share_slots_and_profiles_run_alone(tmp_path):

@@ -241,6 +241,23 @@ def test_study_benchmark_says_where_each_gpu_jobs_time_goes(built):
     assert 0 < line["train"][0] < line["train"][1] <= line["evaluate"][1]
 
 
+def test_without_a_gpu_gpu_jobs_share_the_cores(built):
+    """On a host without a GPU the GPU rules are limited by the cores, not by one GPU slot: with `--cores 2` and
+    the synthetic study's `train.threads: 1`, trainings and evaluations run two at a time, each on the threads it
+    asked for."""
+    from ssmvit.gpus import count_gpus
+
+    runs = sorted((built / SYN_OUT / "results/runs").iterdir())
+    trainings = [json.loads((r / "train_summary.json").read_text()) for r in runs]
+    evaluations = [json.loads((r / "metrics.json").read_text()) for r in runs]
+    assert yaml.safe_load((built / SYN).read_text())["train"]["threads"] == 1
+    assert {t["where"]["torch_threads"] for t in trainings} == {1}
+    assert {e["where"]["torch_threads"] for e in evaluations} == {1}
+    if count_gpus() == 0:
+        spans = sorted((j["started_at"], j["ended_at"]) for j in trainings + evaluations)
+        assert any(b0 < a1 for (_, a1), (b0, _) in zip(spans, spans[1:])), "no two GPU-rule jobs ran at once"
+
+
 @needs_tex
 def test_smoke_paper_prints_the_numbers_of_the_csv_and_its_clean_commit(built):
     pdf = built / SYN_OUT / "paper/main.pdf"

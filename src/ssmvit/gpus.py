@@ -6,7 +6,9 @@ MAX_JOBS_PER_GPU per card, fewer where the card's free memory holds fewer JOB_ME
 and SSMVIT_JOBS_PER_GPU=k overrides it. The default profile gives Snakemake ``gpu_slots()``
 slots (cards x jobs per card); train, evaluate and compile take one slot each, profile takes EXCLUSIVE
 slots and threads, which Snakemake caps at all there are, so a profile never measures a card (or
-a CPU) another job is using.
+a CPU) another job is using. Without a GPU the GPU rules run on the CPU, where cores are what they
+share: ``gpu_slots()`` is then the core count, and each job's threads (Snakemake sets OMP_NUM_THREADS,
+and so torch's threads, from them) decide how many run at once.
 
 On a host with several GPUs each GPU job calls ``claim_gpu()`` first: it takes the first free
 slot (an flock'ed file, released when the process ends, also on SIGKILL) and sets
@@ -56,8 +58,11 @@ def jobs_per_gpu() -> int:
 
 
 def gpu_slots() -> int:
-    """Snakemake's `gpu_slots` resource for this host: cards x jobs per card (1 without a GPU)."""
-    return max(1, count_gpus()) * jobs_per_gpu()
+    """Snakemake's `gpu_slots` resource for this host: cards x jobs per card; without a GPU, the cores (the GPU
+    rules then run on the CPU and --cores limits them)."""
+    if count_gpus() == 0:
+        return os.cpu_count() or 1
+    return count_gpus() * jobs_per_gpu()
 
 
 def count_gpus() -> int:

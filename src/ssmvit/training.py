@@ -339,9 +339,10 @@ def _utc_now() -> str:
 
 
 def where_this_runs(device: torch.device) -> dict:
-    """Host, SLURM job and GPU (its UUID, whatever CUDA_VISIBLE_DEVICES numbers it) of this process."""
+    """Host, SLURM job, GPU (its UUID, whatever CUDA_VISIBLE_DEVICES numbers it) and CPU threads of this process
+    (a CPU run's speed depends on them; Snakemake sets them from the job's threads through OMP_NUM_THREADS)."""
     where = {"host": socket.gethostname(), "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "torch_threads": torch.get_num_threads()}
     if device.type == "cuda":
         where["gpu_uuid"] = str(torch.cuda.get_device_properties(device).uuid)
     return where

@@ -18,7 +18,9 @@ rule train:
     priority: train_priority
     conda:
         "../envs/ssmvit.yaml"
-    threads: 2
+    # train.threads where the config sets it, as torch then uses that many (ssmvit.training); else 2. On a SLURM
+    # cluster this is --cpus-per-task.
+    threads: config["train"]["threads"] or 2
     resources:
         gpu=1,
         gpu_slots=1,
